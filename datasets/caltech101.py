@@ -1,0 +1,14 @@
+from engine.data.base import DATASET_REGISTRY, SplitDataset, items_from_class_folders, random_split
+
+IGNORED = ("BACKGROUND_Google", "Faces_easy")
+RENAME = {"airplanes": "airplane", "Faces": "face", "Leopards": "leopard", "Motorbikes": "motorbike"}
+
+
+@DATASET_REGISTRY.register()
+class Caltech101(SplitDataset):
+    dataset_dir = "caltech-101"
+    image_dir = "101_ObjectCategories"
+    split_file = "split_zhou_Caltech101.json"
+
+    def make_splits(self):
+        return random_split(items_from_class_folders(self.images, IGNORED, RENAME), p_train=0.5, p_val=0.2)

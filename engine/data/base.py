@@ -1,0 +1,258 @@
+"""Dataset records, the CoOp split/few-shot/base-new pipeline and the dataset registry.
+
+Every dataset shares this logic; a dataset class only says where its files are and,
+for the case where CoOp's split JSON is missing, how to build the split from the raw
+annotations (`make_splits`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from engine.io import atomic_write_text
+from engine.registry import Registry
+
+DATASET_REGISTRY = Registry("dataset")
+
+DATASETS_DOC = "docs/DATASETS.md"
+
+
+@dataclass(frozen=True)
+class Datum:
+    """One labelled image (Dassl's field order: impath, label, domain, classname)."""
+
+    impath: str
+    label: int
+    domain: int = 0
+    classname: str = ""
+
+
+class DatasetBase:
+    """Dassl's data container: train_x / val / test lists of `Datum` plus label names."""
+
+    def __init__(self, train_x: list[Datum], val: list[Datum] | None, test: list[Datum]):
+        self._train_x = train_x
+        self._val = val
+        self._test = test
+        self._lab2cname = lab2cname_of(train_x or test)
+
+    @property
+    def train_x(self) -> list[Datum]:
+        return self._train_x
+
+    @property
+    def val(self) -> list[Datum] | None:
+        return self._val
+
+    @property
+    def test(self) -> list[Datum]:
+        return self._test
+
+    @property
+    def lab2cname(self) -> dict[int, str]:
+        return self._lab2cname
+
+    @property
+    def classnames(self) -> list[str]:
+        return [self._lab2cname[i] for i in range(len(self._lab2cname))]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._lab2cname)
+
+
+def lab2cname_of(items: Iterable[Datum]) -> dict[int, str]:
+    """Label -> class name; labels must be 0..n-1 without holes."""
+    mapping = {item.label: item.classname for item in items}
+    labels = sorted(mapping)
+    if labels != list(range(len(labels))):
+        missing = sorted(set(range(max(labels, default=-1) + 1)) - set(labels))
+        raise ValueError(f"Labels must be contiguous from 0; missing labels {missing[:10]}")
+    return mapping
+
+
+class SplitDataset(DatasetBase):
+    """CoOp's dataset pipeline: split JSON -> few-shot subset -> base/new subsample.
+
+    Subclasses set `dataset_dir` (folder under DATASET.ROOT), `image_dir` (relative to
+    it) and `split_file`; they override `make_splits` to rebuild the split from the raw
+    annotations when the JSON is absent (it is then saved, as CoOp does).
+    """
+
+    dataset_dir: str = ""
+    image_dir: str = ""
+    split_file: str = ""
+
+    def __init__(self, cfg):
+        root = Path(os.path.expanduser(cfg.DATASET.ROOT)).resolve()
+        self.root = root / self.dataset_dir
+        self.images = self.root / self.image_dir
+        require_dir(self.root, type(self).__name__, "DATASET.ROOT")
+        split_path = self.root / self.split_file
+        if split_path.is_file():
+            train, val, test = read_split(split_path, self.images)
+        else:
+            print(f"No split file at {split_path}; building it from the raw annotations")
+            train, val, test = self.make_splits()
+            save_split(train, val, test, split_path, self.images)
+        if cfg.DATASET.NUM_SHOTS >= 1:
+            train, val = load_or_make_fewshot(
+                train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED, self.root / "split_fewshot", self.images
+            )
+        train, val, test = subsample_classes(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
+        check_images_exist([*train, *val, *test], self.root)
+        super().__init__(train_x=train, val=val, test=test)
+
+    def make_splits(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
+        raise FileNotFoundError(
+            f"{type(self).__name__}: split file {self.root / self.split_file} is missing. "
+            f"Fetch it with: python tools/download_splits.py --root <DATA> (see {DATASETS_DOC})"
+        )
+
+
+def require_dir(path: Path, dataset: str, key: str) -> None:
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{dataset}: dataset folder {path} does not exist. Set {key} to the folder that "
+            f"contains {path.name}/ (see {DATASETS_DOC}), or check with: "
+            f"python tools/verify_data.py --root <DATA>"
+        )
+
+
+def _relative(impath: str, image_dir: Path) -> str:
+    return Path(impath).relative_to(image_dir).as_posix()
+
+
+def _records(items: Sequence[Datum], image_dir: Path) -> list[list]:
+    return [[_relative(d.impath, image_dir), d.label, d.classname] for d in items]
+
+
+def _datums(records: Sequence[Sequence], image_dir: Path, source: Path) -> list[Datum]:
+    out = []
+    for rec in records:
+        if len(rec) != 3:
+            raise ValueError(f"{source}: expected [relative path, label, class name], got {rec!r}")
+        impath, label, classname = rec
+        out.append(Datum(impath=str(image_dir / impath), label=int(label), classname=classname))
+    return out
+
+
+def read_split(path: Path, image_dir: Path) -> tuple[list[Datum], list[Datum], list[Datum]]:
+    """Read a CoOp split JSON ({train, val, test}: [relative path, label, class name])."""
+    print(f"Reading split from {path}")
+    with open(path) as f:
+        split = json.load(f)
+    missing = {"train", "val", "test"} - set(split)
+    if missing:
+        raise ValueError(f"{path}: split file lacks {sorted(missing)}")
+    return tuple(_datums(split[k], image_dir, path) for k in ("train", "val", "test"))
+
+
+def save_split(train, val, test, path: Path, image_dir: Path) -> None:
+    split = {k: _records(v, image_dir) for k, v in (("train", train), ("val", val), ("test", test))}
+    atomic_write_text(path, json.dumps(split, indent=4))
+    print(f"Saved split to {path}")
+
+
+def by_label(items: Iterable[Datum]) -> dict[int, list[Datum]]:
+    groups: dict[int, list[Datum]] = defaultdict(list)
+    for item in items:
+        groups[item.label].append(item)
+    return dict(sorted(groups.items()))
+
+
+def generate_fewshot(items: Sequence[Datum], num_shots: int, rng: random.Random) -> list[Datum]:
+    """K items per class (all of them when a class has fewer), classes in label order."""
+    out: list[Datum] = []
+    for group in by_label(items).values():
+        out.extend(rng.sample(group, num_shots) if len(group) >= num_shots else group)
+    return out
+
+
+def load_or_make_fewshot(train, val, num_shots: int, seed: int, cache_dir: Path, image_dir: Path):
+    """K-shot train and min(K, 4)-shot val, cached as `shot_{K}-seed_{S}.json`.
+
+    The picks depend only on (items, K, seed): a private RNG is used and the cache holds
+    paths relative to the image folder, so moving DATA keeps the same subset.
+    """
+    cache = cache_dir / f"shot_{num_shots}-seed_{seed}.json"
+    if cache.is_file():
+        print(f"Loading preprocessed few-shot data from {cache}")
+        with open(cache) as f:
+            data = json.load(f)
+        return _datums(data["train"], image_dir, cache), _datums(data["val"], image_dir, cache)
+    rng = random.Random(seed)
+    train = generate_fewshot(train, num_shots, rng)
+    val = generate_fewshot(val, min(num_shots, 4), rng)
+    payload = {"train": _records(train, image_dir), "val": _records(val, image_dir)}
+    atomic_write_text(cache, json.dumps(payload))
+    print(f"Saving preprocessed few-shot data to {cache}")
+    return train, val
+
+
+def subsample_classes(*splits: Sequence[Datum], subsample: str = "all") -> list[list[Datum]]:
+    """Base = first ceil(n/2) labels of the first split (sorted), new = the rest; relabel from 0."""
+    if subsample not in ("all", "base", "new"):
+        raise ValueError(f"DATASET.SUBSAMPLE_CLASSES must be 'all', 'base' or 'new', got {subsample!r}")
+    if subsample == "all":
+        return [list(s) for s in splits]
+    labels = sorted({item.label for item in splits[0]})
+    m = math.ceil(len(labels) / 2)
+    selected = labels[:m] if subsample == "base" else labels[m:]
+    relabel = {y: i for i, y in enumerate(selected)}
+    print(f"SUBSAMPLE {subsample.upper()} CLASSES!")
+    return [
+        [Datum(d.impath, relabel[d.label], d.domain, d.classname) for d in split if d.label in relabel]
+        for split in splits
+    ]
+
+
+def random_split(items: Sequence[Datum], p_train: float, p_val: float, seed: int = 1):
+    """CoOp's per-class random split (e.g. 50/20/30, or 80/20 with p_train + p_val = 1)."""
+    rng = random.Random(seed)
+    train, val, test = [], [], []
+    for group in by_label(items).values():
+        group = sorted(group, key=lambda d: d.impath)
+        rng.shuffle(group)
+        n_train = round(len(group) * p_train)
+        n_val = round(len(group) * p_val)
+        if n_val == 0 and p_val > 0:
+            raise ValueError(f"class {group[0].classname!r} has too few images ({len(group)}) to split")
+        train += group[:n_train]
+        val += group[n_train:n_train + n_val]
+        test += group[n_train + n_val:]
+    return train, val, test
+
+
+def check_images_exist(items: Iterable[Datum], dataset_root: Path) -> None:
+    """One pass over the unique paths; reports how many are missing and names the first."""
+    paths = sorted({d.impath for d in items})
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        shown = "\n  ".join(missing[:5])
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(paths)} images listed for {dataset_root} are missing, e.g.\n  {shown}\n"
+            f"Check the folder layout in {DATASETS_DOC} or run: python tools/verify_data.py --root <DATA>"
+        )
+
+
+def list_visible(folder: Path) -> list[str]:
+    """Sorted non-hidden entries, so nothing depends on the filesystem's listing order."""
+    return sorted(name for name in os.listdir(folder) if not name.startswith("."))
+
+
+def items_from_class_folders(image_dir: Path, ignored: Iterable[str] = (), rename: dict[str, str] | None = None):
+    """One class per sub-folder of `image_dir` (sorted), labels in sorted folder order."""
+    rename = rename or {}
+    classes = [c for c in list_visible(image_dir) if c not in set(ignored) and (image_dir / c).is_dir()]
+    return [
+        Datum(impath=str(image_dir / c / name), label=label, classname=rename.get(c, c))
+        for label, c in enumerate(classes)
+        for name in list_visible(image_dir / c)
+    ]
