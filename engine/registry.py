@@ -47,3 +47,7 @@ class Registry:
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
+
+
+TRAINER_REGISTRY = Registry("trainer")
+EVALUATOR_REGISTRY = Registry("evaluator")

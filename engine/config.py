@@ -1,0 +1,158 @@
+"""Layered YACS config with Dassl's keys, strict merging and did-you-mean errors.
+
+Merge order (CoOp's train.py): defaults -> trainer nodes -> dataset yaml -> method yaml
+-> CLI flags -> trailing KEY VALUE opts.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import yaml
+from yacs.config import CfgNode as CN
+
+from engine.registry import TRAINER_REGISTRY, did_you_mean
+
+
+def get_cfg_default() -> CN:
+    """The Dassl keys that prompt learners use, with Dassl's default values."""
+    c = CN()
+    c.VERSION = 1
+    c.OUTPUT_DIR = "./output"
+    c.RESUME = ""
+    c.SEED = -1
+    c.USE_CUDA = True
+    c.VERBOSE = True
+
+    c.INPUT = CN()
+    c.INPUT.SIZE = (224, 224)
+    c.INPUT.INTERPOLATION = "bilinear"
+    c.INPUT.TRANSFORMS = ()
+    c.INPUT.NO_TRANSFORM = False
+    c.INPUT.PIXEL_MEAN = [0.485, 0.456, 0.406]
+    c.INPUT.PIXEL_STD = [0.229, 0.224, 0.225]
+    c.INPUT.CROP_PADDING = 4
+    c.INPUT.RRCROP_SCALE = (0.08, 1.0)
+
+    c.DATASET = CN()
+    c.DATASET.ROOT = ""
+    c.DATASET.NAME = ""
+    c.DATASET.SOURCE_DOMAINS = ()
+    c.DATASET.TARGET_DOMAINS = ()
+    c.DATASET.NUM_SHOTS = -1
+    c.DATASET.SUBSAMPLE_CLASSES = "all"
+
+    c.DATALOADER = CN()
+    c.DATALOADER.NUM_WORKERS = 4
+    c.DATALOADER.TRAIN_X = CN()
+    c.DATALOADER.TRAIN_X.SAMPLER = "RandomSampler"
+    c.DATALOADER.TRAIN_X.BATCH_SIZE = 32
+    c.DATALOADER.TEST = CN()
+    c.DATALOADER.TEST.SAMPLER = "SequentialSampler"
+    c.DATALOADER.TEST.BATCH_SIZE = 32
+
+    c.MODEL = CN()
+    c.MODEL.INIT_WEIGHTS = ""
+    c.MODEL.BACKBONE = CN()
+    c.MODEL.BACKBONE.NAME = ""
+    c.MODEL.BACKBONE.PRETRAINED = True
+    c.MODEL.HEAD = CN()
+    c.MODEL.HEAD.NAME = ""
+
+    c.OPTIM = CN()
+    c.OPTIM.NAME = "adam"
+    c.OPTIM.LR = 0.0003
+    c.OPTIM.WEIGHT_DECAY = 5e-4
+    c.OPTIM.MOMENTUM = 0.9
+    c.OPTIM.SGD_DAMPNING = 0
+    c.OPTIM.SGD_NESTEROV = False
+    c.OPTIM.ADAM_BETA1 = 0.9
+    c.OPTIM.ADAM_BETA2 = 0.999
+    c.OPTIM.LR_SCHEDULER = "single_step"
+    c.OPTIM.STEPSIZE = (-1,)
+    c.OPTIM.GAMMA = 0.1
+    c.OPTIM.MAX_EPOCH = 10
+    c.OPTIM.WARMUP_EPOCH = -1
+    c.OPTIM.WARMUP_TYPE = "linear"
+    c.OPTIM.WARMUP_CONS_LR = 1e-5
+    c.OPTIM.WARMUP_MIN_LR = 1e-5
+    c.OPTIM.WARMUP_RECOUNT = True
+
+    c.TRAIN = CN()
+    c.TRAIN.CHECKPOINT_FREQ = 0
+    c.TRAIN.PRINT_FREQ = 10
+
+    c.TEST = CN()
+    c.TEST.EVALUATOR = "Classification"
+    c.TEST.PER_CLASS_RESULT = False
+    c.TEST.NO_TEST = False
+    c.TEST.SPLIT = "test"
+    c.TEST.FINAL_MODEL = "last_step"
+
+    c.TRAINER = CN()
+    c.TRAINER.NAME = ""
+    return c
+
+
+def add_trainer_nodes(cfg: CN) -> None:
+    """Add `TRAINER.<CONFIG_NODE>` for every registered trainer that declares one.
+
+    Each trainer declares its keys next to its code (class attributes CONFIG_NODE and
+    CONFIG), so a method yaml may carry several trainers' keys, as CoOp's configs do.
+    """
+    for name in TRAINER_REGISTRY.names():
+        cls = TRAINER_REGISTRY.get(name)
+        node = getattr(cls, "CONFIG_NODE", None)
+        if node and node not in cfg.TRAINER:
+            cfg.TRAINER[node] = CN(dict(cls.CONFIG))
+
+
+def get_cfg() -> CN:
+    cfg = get_cfg_default()
+    add_trainer_nodes(cfg)
+    return cfg
+
+
+def _flat_keys(node: CN, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in node.items():
+        full = f"{prefix}{k}"
+        keys.append(full)
+        if isinstance(v, CN):
+            keys += _flat_keys(v, full + ".")
+    return keys
+
+
+class ConfigKeyError(KeyError):
+    """Unknown config key; str() is the plain message (KeyError would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _check_keys(node: CN, update: dict[str, Any], source: str, valid: list[str], prefix: str = "") -> None:
+    for key, value in update.items():
+        full = f"{prefix}{key}"
+        if key not in node:
+            raise ConfigKeyError(f"Unknown config key {full!r} in {source}.{did_you_mean(full, valid)}")
+        if isinstance(value, dict) and isinstance(node[key], CN):
+            _check_keys(node[key], value, source, valid, full + ".")
+
+
+def merge_file(cfg: CN, path: str) -> None:
+    """Merge a yaml file, naming the file and the closest valid key on a typo."""
+    with open(path) as f:
+        update = yaml.safe_load(f) or {}
+    _check_keys(cfg, update, path, _flat_keys(cfg))
+    cfg.merge_from_other_cfg(CN(update))
+
+
+def merge_list(cfg: CN, opts: Iterable[str], source: str = "the command line") -> None:
+    """Merge trailing `KEY VALUE` pairs (yacs' merge_from_list) with friendly errors."""
+    opts = list(opts)
+    if len(opts) % 2:
+        raise ValueError(f"Options on {source} must be KEY VALUE pairs, got an odd count: {opts}")
+    valid = _flat_keys(cfg)
+    for key in opts[0::2]:
+        if key not in valid:
+            raise ConfigKeyError(f"Unknown config key {key!r} on {source}.{did_you_mean(key, valid)}")
+    cfg.merge_from_list(opts)
