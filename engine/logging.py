@@ -1,0 +1,80 @@
+"""log.txt as a full copy of the console, and the machine-readable results.json."""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import torch
+
+from engine.io import atomic_write_text
+
+
+class Tee:
+    """Writes to the console and a log file (Dassl's Logger, for stdout and stderr)."""
+
+    def __init__(self, console: TextIO, file: TextIO):
+        self.console = console
+        self.file = file
+
+    def write(self, text: str) -> None:
+        self.console.write(text)
+        self.file.write(text)
+        self.file.flush()
+
+    def flush(self) -> None:
+        self.console.flush()
+        self.file.flush()
+
+    def isatty(self) -> bool:
+        return self.console.isatty()
+
+
+def setup_logger(output_dir: str | Path) -> Path:
+    """Tee stdout/stderr to OUT/log.txt; an existing log is kept and the new one is
+    `log.txt-<timestamp>`, as Dassl does, so a rerun never overwrites a finished log."""
+    path = Path(output_dir) / "log.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        path = path.with_name(f"log.txt-{time.strftime('%Y-%m-%d-%H-%M-%S')}")
+    log = open(path, "a", buffering=1)
+    sys.stdout = Tee(sys.__stdout__, log)
+    sys.stderr = Tee(sys.__stderr__, log)
+    return path
+
+
+def environment() -> dict:
+    import open_clip
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "open_clip": open_clip.__version__,
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+class ResultsWriter:
+    """Keeps OUT/results.json current: one entry per evaluated split.
+
+    The first write of a run moves a results.json left by an earlier run aside to
+    `results.json-<timestamp>`, so no result a user already has is lost.
+    """
+
+    def __init__(self, output_dir: str | Path, meta: dict):
+        self.path = Path(output_dir) / "results.json"
+        self.meta = meta
+        self.evaluations: dict[str, dict] = {}
+        self._claimed = False
+
+    def write(self, split: str, metrics: dict, **extra) -> None:
+        if not self._claimed and self.path.exists():
+            self.path.rename(self.path.with_name(f"results.json-{time.strftime('%Y-%m-%d-%H-%M-%S')}"))
+        self._claimed = True
+        self.evaluations[split] = {"metrics": {k: float(v) for k, v in metrics.items()}, **extra}
+        payload = {**self.meta, "evaluations": self.evaluations, "environment": environment()}
+        atomic_write_text(self.path, json.dumps(payload, indent=2))

@@ -1,0 +1,326 @@
+"""Dassl's TrainerX lifecycle: hooks, log lines, checkpoints, resume, evaluation."""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from engine.checkpoint import (
+    learnable_state, latest_checkpoint, load_checkpoint, load_learnable_state, save_checkpoint,
+)
+from engine.data.manager import DataManager
+from engine.evaluator import build_evaluator
+from engine.logging import ResultsWriter
+from engine.utils import AverageMeter, MetricMeter, rng_state, set_rng_state
+
+BEST = "model-best.pth.tar"
+
+
+def epoch_file(epoch: int) -> str:
+    return f"model.pth.tar-{epoch}"
+
+
+class TrainerX:
+    """Supervised trainer on train_x, with Dassl's hooks and output tree.
+
+    Subclasses implement `build_model` (calling `register_model` for what trains) and
+    `forward_backward`; they declare their config node with CONFIG_NODE / CONFIG.
+    """
+
+    CONFIG_NODE: ClassVar[str | None] = None
+    CONFIG: ClassVar[dict] = {}
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.USE_CUDA else "cpu")
+        self.output_dir = cfg.OUTPUT_DIR
+        self.start_epoch = self.epoch = 0
+        self.max_epoch = cfg.OPTIM.MAX_EPOCH
+        self._models: dict[str, nn.Module] = {}
+        self._optims: dict[str, torch.optim.Optimizer | None] = {}
+        self._scheds: dict[str, torch.optim.lr_scheduler.LRScheduler | None] = {}
+        self.scaler = torch.amp.GradScaler(enabled=False)
+        self.writer = None
+        self.epochs_done = 0
+        self.time_start = time.time()
+        self.check_cfg(cfg)
+        self.build_data_loader()
+        self.build_model()
+        self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
+        self.results = ResultsWriter(cfg.OUTPUT_DIR, self.run_metadata())
+        self.best_result = -np.inf
+
+    # ---- construction hooks -------------------------------------------------
+    def check_cfg(self, cfg) -> None:
+        """Validate method-specific keys before anything heavy is built."""
+
+    def build_data_loader(self) -> None:
+        self.dm = DataManager(self.cfg)
+        self.train_loader_x = self.dm.train_loader_x
+        self.val_loader = self.dm.val_loader
+        self.test_loader = self.dm.test_loader
+        self.num_classes = self.dm.num_classes
+        self.lab2cname = self.dm.lab2cname
+
+    def build_model(self) -> None:
+        raise NotImplementedError
+
+    def register_model(self, name: str, model: nn.Module, optim=None, sched=None) -> None:
+        if name in self._models:
+            raise KeyError(f"Model {name!r} is already registered")
+        self._models[name] = model
+        self._optims[name] = optim
+        self._scheds[name] = sched
+
+    def get_model_names(self, names=None) -> list[str]:
+        if names is None:
+            return list(self._models)
+        names = [names] if isinstance(names, str) else list(names)
+        unknown = [n for n in names if n not in self._models]
+        if unknown:
+            raise KeyError(f"Unknown model names {unknown}; registered: {list(self._models)}")
+        return names
+
+    def run_metadata(self) -> dict:
+        cfg = self.cfg
+        return {
+            "trainer": cfg.TRAINER.NAME,
+            "dataset": cfg.DATASET.NAME,
+            "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,
+            "num_shots": cfg.DATASET.NUM_SHOTS,
+            "seed": cfg.SEED,
+            "backbone": cfg.MODEL.BACKBONE.NAME,
+            "output_dir": str(Path(cfg.OUTPUT_DIR).resolve()),
+            "config": yaml.safe_load(cfg.dump()),
+        }
+
+    # ---- checkpoints ----------------------------------------------------------
+    def save_model(self, epoch: int, directory: str, val_result=None, model_name: str = "") -> None:
+        for name in self.get_model_names():
+            optim, sched = self._optims[name], self._scheds[name]
+            payload = {
+                "state_dict": learnable_state(self._models[name]),
+                "epoch": epoch + 1,
+                "optimizer": optim.state_dict() if optim else None,
+                "scheduler": sched.state_dict() if sched else None,
+                "val_result": val_result,
+                "rng": rng_state(),
+                "meta": {"trainer": self.cfg.TRAINER.NAME, "model": name, "torch": torch.__version__},
+            }
+            save_checkpoint(payload, Path(directory) / name, model_name or epoch_file(epoch + 1),
+                            update_pointer=not model_name)
+
+    def _remove_stale_checkpoint(self, epoch: int) -> None:
+        """Drop the previous epoch's resume checkpoint unless TRAIN.CHECKPOINT_FREQ keeps it."""
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        if epoch < 1 or (freq > 0 and epoch % freq == 0):
+            return
+        for name in self.get_model_names():
+            stale = Path(self.output_dir) / name / epoch_file(epoch)
+            stale.unlink(missing_ok=True)
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        names = self.get_model_names()
+        paths = {n: latest_checkpoint(Path(directory) / n) for n in names}
+        if not names or any(p is None for p in paths.values()):
+            print("No checkpoint found, train from scratch")
+            return 0
+        print(f"Found checkpoint at {directory} (will resume training)")
+        start_epoch = 0
+        for name, path in paths.items():
+            ckpt = load_checkpoint(path)
+            load_learnable_state(self._models[name], ckpt["state_dict"], str(path))
+            if self._optims[name] is not None and ckpt["optimizer"] is not None:
+                self._optims[name].load_state_dict(ckpt["optimizer"])
+            if self._scheds[name] is not None and ckpt["scheduler"] is not None:
+                self._scheds[name].load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"])
+            start_epoch = self.epochs_done = ckpt["epoch"]
+            print(f"Loaded {path}")
+        print(f"Previous epoch: {start_epoch}")
+        return start_epoch
+
+    def load_model(self, directory: str | None, epoch: int | None = None) -> None:
+        """Load learnable weights for evaluation: epoch N, else model-best, else the newest."""
+        names = self.get_model_names()
+        if not names:
+            print("Note that load_model() is skipped as this trainer has no learnable weights")
+            return
+        if not directory:
+            raise ValueError(
+                f"{self.cfg.TRAINER.NAME} has learnable weights: --eval-only needs --model-dir "
+                "<the OUTPUT_DIR of a finished training run> (and optionally --load-epoch N)"
+            )
+        for name in names:
+            model_dir = Path(directory) / name
+            if epoch is not None:
+                path = model_dir / epoch_file(epoch)
+            elif (model_dir / BEST).is_file():
+                path = model_dir / BEST
+            else:
+                path = latest_checkpoint(model_dir) or model_dir / BEST
+            if not path.is_file():
+                found = sorted(p.name for p in model_dir.glob("model*")) if model_dir.is_dir() else []
+                raise FileNotFoundError(f'Model not found at "{path}". Checkpoints there: {found or "none"}')
+            ckpt = load_checkpoint(path)
+            load_learnable_state(self._models[name], ckpt["state_dict"], str(path))
+            self.epochs_done = ckpt["epoch"]
+            print(f'Loading weights to {name} from "{path}" (epoch = {ckpt["epoch"]})')
+
+    # ---- training loop --------------------------------------------------------
+    def train(self) -> None:
+        self.before_train()
+        for self.epoch in range(self.start_epoch, self.max_epoch):
+            self.before_epoch()
+            self.run_epoch()
+            self.after_epoch()
+        self.after_train()
+
+    def before_train(self) -> None:
+        directory = self.cfg.RESUME or self.output_dir
+        self.start_epoch = self.resume_model_if_exist(directory)
+        self.init_writer()
+        self.time_start = time.time()
+
+    def after_train(self) -> None:
+        print("Finish training")
+        if not self.cfg.TEST.NO_TEST:
+            if self.cfg.TEST.FINAL_MODEL == "best_val":
+                print("Deploy the model with the best val performance")
+                self.load_model(self.output_dir)
+            else:
+                print("Deploy the last-epoch model")
+            self.test()
+        elapsed = datetime.timedelta(seconds=round(time.time() - self.time_start))
+        print(f"Elapsed: {elapsed}")
+        if self.writer is not None:
+            self.writer.close()
+
+    def before_epoch(self) -> None:
+        """Per-epoch setup (e.g. PromptSRC's aggregation weights)."""
+
+    def after_epoch(self) -> None:
+        self.epochs_done = self.epoch + 1
+        last_epoch = self.epoch + 1 == self.max_epoch
+        if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
+            result = self.test(split="val")
+            if result > self.best_result:
+                self.best_result = result
+                self.save_model(self.epoch, self.output_dir, val_result=result, model_name=BEST)
+        self.save_model(self.epoch, self.output_dir)
+        self._remove_stale_checkpoint(self.epoch)
+        if last_epoch:
+            self.set_model_mode("eval")
+
+    def run_epoch(self) -> None:
+        self.set_model_mode("train")
+        losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
+        self.num_batches = len(self.train_loader_x)
+        end = time.time()
+        for self.batch_idx, batch in enumerate(self.train_loader_x):
+            data_time.update(time.time() - end)
+            losses.update(self.forward_backward(batch))
+            batch_time.update(time.time() - end)
+            freq = self.cfg.TRAIN.PRINT_FREQ
+            if (self.batch_idx + 1) % freq == 0 or self.num_batches < freq:
+                remaining = self.num_batches - self.batch_idx - 1 + (self.max_epoch - self.epoch - 1) * self.num_batches
+                eta = datetime.timedelta(seconds=int(batch_time.avg * remaining))
+                print(
+                    f"epoch [{self.epoch + 1}/{self.max_epoch}] batch [{self.batch_idx + 1}/{self.num_batches}] "
+                    f"time {batch_time.val:.3f} ({batch_time.avg:.3f}) data {data_time.val:.3f} ({data_time.avg:.3f}) "
+                    f"{losses} lr {self.get_current_lr():.4e} eta {eta}"
+                )
+            n_iter = self.epoch * self.num_batches + self.batch_idx
+            for k, meter in losses.meters.items():
+                self.write_scalar(f"train/{k}", meter.avg, n_iter)
+            self.write_scalar("train/lr", self.get_current_lr(), n_iter)
+            end = time.time()
+        self.update_lr()
+
+    # ---- per-batch hooks ------------------------------------------------------
+    def forward_backward(self, batch: dict) -> dict:
+        raise NotImplementedError
+
+    def parse_batch_train(self, batch: dict):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def parse_batch_test(self, batch: dict):
+        return batch["img"].to(self.device), batch["label"].to(self.device)
+
+    def model_inference(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def autocast(self):
+        """Mixed-precision context for forward passes (a no-op unless a trainer enables amp)."""
+        return contextlib.nullcontext()
+
+    def evaluation_context(self):
+        """Entered once around an evaluation, e.g. to encode class prompts once, not per batch."""
+        return contextlib.nullcontext()
+
+    def model_backward_and_update(self, loss: torch.Tensor, names=None) -> None:
+        names = self.get_model_names(names)
+        for name in names:
+            self._optims[name].zero_grad()
+        self.scaler.scale(loss).backward()
+        for name in names:
+            self.scaler.step(self._optims[name])
+        self.scaler.update()
+
+    def update_lr(self, names=None) -> None:
+        for name in self.get_model_names(names):
+            if self._scheds[name] is not None:
+                self._scheds[name].step()
+
+    def get_current_lr(self, names=None) -> float:
+        name = self.get_model_names(names)[0]
+        return self._optims[name].param_groups[0]["lr"]
+
+    def set_model_mode(self, mode: str = "train", names=None) -> None:
+        for name in self.get_model_names(names):
+            self._models[name].train(mode == "train")
+
+    # ---- evaluation -----------------------------------------------------------
+    @torch.no_grad()
+    def test(self, split: str | None = None) -> float:
+        self.set_model_mode("eval")
+        self.evaluator.reset()
+        split = split or self.cfg.TEST.SPLIT
+        loader = self.val_loader if split == "val" and self.val_loader is not None else self.test_loader
+        print(f"Evaluate on the *{split}* set")
+        with self.evaluation_context():
+            for batch in tqdm(loader, file=sys.__stderr__, disable=not sys.__stderr__.isatty()):
+                images, labels = self.parse_batch_test(batch)
+                with self.autocast():
+                    logits = self.model_inference(images)
+                self.evaluator.process(logits, labels)
+        results = self.evaluator.evaluate()
+        for k, v in results.items():
+            self.write_scalar(f"{split}/{k}", v, self.epoch)
+        self.results.write(
+            split, results,
+            epoch=self.epochs_done,
+            wall_time_s=round(time.time() - self.time_start, 3),
+        )
+        return next(iter(results.values()))
+
+    # ---- tensorboard ----------------------------------------------------------
+    def init_writer(self) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return
+        self.writer = SummaryWriter(log_dir=str(Path(self.output_dir) / "tensorboard"))
+
+    def write_scalar(self, tag: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, step)

@@ -1,0 +1,15 @@
+#!/bin/bash
+# Zero-shot CLIP: bash scripts/zsclip/zeroshot.sh DATASET CFG   (CFG: rn50, rn101, vit_b32 or vit_b16)
+set -e
+cd "$(dirname "$0")/../.."
+source scripts/common.sh
+
+TRAINER=ZeroshotCLIP
+DATASET=$1
+CFG=$2
+
+run_job "output/${TRAINER}/${CFG}/${DATASET}" \
+    --trainer "${TRAINER}" \
+    --dataset-config-file "configs/datasets/${DATASET}.yaml" \
+    --config-file "configs/trainers/CoOp/${CFG}.yaml" \
+    --eval-only

@@ -1,0 +1,2 @@
+"""Importing this package registers every trainer in TRAINER_REGISTRY."""
+from trainers import coop, zsclip  # noqa: F401

@@ -1,0 +1,33 @@
+"""Zero-shot CLIP with CoOp's hand-written per-dataset templates."""
+from __future__ import annotations
+
+import torch
+
+from engine.registry import TRAINER_REGISTRY
+from trainers.common import ClipTrainer, TextClassifier
+from trainers.templates import template_for
+
+
+class ZeroShotClassifier(TextClassifier):
+    def __init__(self, clip, prompts: list[str]):
+        super().__init__(clip)
+        with torch.no_grad():
+            self.register_buffer("class_features", clip.encode_text(clip.tokenize(prompts).to(clip.logit_scale.device)))
+
+    def text_features(self) -> torch.Tensor:
+        return self.class_features
+
+
+@TRAINER_REGISTRY.register()
+class ZeroshotCLIP(ClipTrainer):
+    """Nothing trains; run it with --eval-only, as scripts/zsclip/zeroshot.sh does."""
+
+    def build_model(self) -> None:
+        clip = self.load_backbone()
+        template = template_for(self.cfg.DATASET.NAME)
+        prompts = [template.format(c.replace("_", " ")) for c in self.dm.dataset.classnames]
+        print(f"Prompts: {prompts[:3]}{' ...' if len(prompts) > 3 else ''}")
+        self.model = ZeroShotClassifier(clip, prompts)
+
+    def train(self) -> None:
+        raise RuntimeError("ZeroshotCLIP has nothing to train: run it with --eval-only")
