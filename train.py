@@ -75,10 +75,14 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = setup_cfg(args)
     trainer_cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
+    with setup_logger(cfg.OUTPUT_DIR):
+        run(cfg, args, trainer_cls)
+
+
+def run(cfg, args: argparse.Namespace, trainer_cls) -> None:
     if cfg.SEED >= 0:
         print(f"Setting fixed seed: {cfg.SEED}")
         set_random_seed(cfg.SEED)
-    setup_logger(cfg.OUTPUT_DIR)
     if torch.cuda.is_available() and cfg.USE_CUDA:
         torch.backends.cudnn.benchmark = True
     print("** Arguments **")

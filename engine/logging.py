@@ -5,8 +5,10 @@ import json
 import platform
 import sys
 import time
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Iterator, TextIO
 
 import torch
 
@@ -33,17 +35,27 @@ class Tee:
         return self.console.isatty()
 
 
-def setup_logger(output_dir: str | Path) -> Path:
-    """Tee stdout/stderr to OUT/log.txt; an existing log is kept and the new one is
-    `log.txt-<timestamp>`, as Dassl does, so a rerun never overwrites a finished log."""
+@contextmanager
+def setup_logger(output_dir: str | Path) -> Iterator[Path]:
+    """Tee stdout/stderr to OUT/log.txt for the duration of a run.
+
+    An existing log is kept and the new one is `log.txt-<timestamp>`, as Dassl does, so
+    a rerun never overwrites a finished log. A crash's traceback is logged too.
+    """
     path = Path(output_dir) / "log.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path = path.with_name(f"log.txt-{time.strftime('%Y-%m-%d-%H-%M-%S')}")
-    log = open(path, "a", buffering=1)
-    sys.stdout = Tee(sys.__stdout__, log)
-    sys.stderr = Tee(sys.__stderr__, log)
-    return path
+    saved = sys.stdout, sys.stderr
+    with open(path, "a", buffering=1) as log:
+        sys.stdout, sys.stderr = Tee(saved[0], log), Tee(saved[1], log)
+        try:
+            yield path
+        except BaseException:
+            log.write(traceback.format_exc())
+            raise
+        finally:
+            sys.stdout, sys.stderr = saved
 
 
 def environment() -> dict:

@@ -12,7 +12,7 @@ class ZeroShotClassifier(TextClassifier):
     def __init__(self, clip, prompts: list[str]):
         super().__init__(clip)
         with torch.no_grad():
-            self.register_buffer("class_features", clip.encode_text(clip.tokenize(prompts).to(clip.logit_scale.device)))
+            self.register_buffer("class_features", clip.encode_text(clip.tokenize(prompts)))
 
     def text_features(self) -> torch.Tensor:
         return self.class_features
