@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from open_clip.model import CLIP
 from open_clip.tokenizer import SimpleTokenizer
 
@@ -31,11 +32,12 @@ def read_config(name_or_path: str | Path) -> dict:
         return json.load(f)
 
 
-def build_model(config: dict) -> CLIP:
-    """A randomly initialised open_clip CLIP for a repo config."""
+def build_model(config: dict, cast_dtype: torch.dtype | None = None) -> CLIP:
+    """A randomly initialised open_clip CLIP for a repo config (`cast_dtype` as open_clip's:
+    fp16/bf16 make LayerNorms compute in fp32 for low-precision weights)."""
     config = dict(config)
     stem = config.pop("vision_stem", None)
-    model = CLIP(**{k: v for k, v in config.items() if k not in _OUR_KEYS})
+    model = CLIP(**{k: v for k, v in config.items() if k not in _OUR_KEYS}, cast_dtype=cast_dtype)
     if stem == "conv":
         vision = config["vision_cfg"]
         model.visual.conv1 = ConvStem(vision["width"], vision["patch_size"])

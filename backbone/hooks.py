@@ -1,0 +1,100 @@
+"""How prompt-learning methods reach inside a CLIP tower without subclassing it.
+
+A tower runs: embeddings -> `on_embed` -> (vision: ln_pre) -> for each block i:
+`before_block(i, x)` -> block i (with `head_masks[i]`, capturing heads if i in
+`capture_heads`) -> final norm -> pooling. Layer indices are 0-based.
+
+Recipes:
+  MaPLe / IVLP / PromptSRC / VPT-deep, vision: `on_embed` appends the first-layer prompts
+    after the patch tokens (before ln_pre, as the official code does), then
+    `before_block(i, x)` for i >= 1 does `replace_tokens(x, -n, prompts[i])`.
+  Same methods, text: the first-layer prompts are part of the embeddings given to
+    `forward_text`; `before_block(i, x)` for i >= 1 does `replace_tokens(x, 1, prompts[i])`.
+  DeAR: `before_block(J, x)` inserts its tokens (vision: `insert_tokens(x, 1 + clip.num_patches, t)`;
+    text: `insert_tokens(x, 1, t)` with `eot_shift=K`), later layers blend/replace them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Collection, Mapping
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class TowerHooks:
+    """Interventions on one tower's forward pass (see the module docstring).
+
+    on_embed: [B, L, D] -> [B, L', D], once on the tower input: vision after class token +
+        positional embedding and before ln_pre; text after positional embedding.
+    before_block: (layer, [B, L, D]) -> [B, L', D] before every block.
+    head_masks: layer -> additive per-head attention mask (0 open, -inf blocked) of shape
+        [H, L, L] or [B, H, L, L] for the sequence length L entering that layer. Text masks
+        are added to the causal mask; as the text tower truncates its input after the last
+        end-of-text token, a text mask may also be larger than L (e.g. built for the full
+        context length), and its top-left [L, L] block is used.
+    capture_heads: layers whose per-head attention outputs go to TowerOutput.head_outputs.
+    eot_shift: text pooling index offset, for tokens inserted before the end-of-text token.
+    """
+
+    on_embed: Callable[[Tensor], Tensor] | None = None
+    before_block: Callable[[int, Tensor], Tensor] | None = None
+    head_masks: Mapping[int, Tensor] = field(default_factory=dict)
+    capture_heads: Collection[int] = ()
+    eot_shift: int = 0
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.on_embed or self.before_block or self.head_masks or self.capture_heads or self.eot_shift
+        )
+
+
+@dataclass
+class TowerOutput:
+    """features: pooled and projected [B, embed_dim]; tokens: final hidden states before
+    ln_post/ln_final [B, L, width]; head_outputs: layer -> [B, L, H, width], head h's
+    attention output through its slice of out_proj (sum over h + out_proj.bias = attention)."""
+
+    features: Tensor
+    tokens: Tensor
+    head_outputs: dict[int, Tensor] = field(default_factory=dict)
+
+
+def _batched(x: Tensor, t: Tensor) -> Tensor:
+    """t as [B, n, D] in x's dtype; [n, D] is shared by the whole batch."""
+    if t.dim() == 2:
+        t = t.unsqueeze(0).expand(x.shape[0], -1, -1)
+    if t.dim() != 3 or t.shape[0] != x.shape[0] or t.shape[-1] != x.shape[-1]:
+        raise ValueError(
+            f"tokens of shape {tuple(t.shape)} do not fit hidden states {tuple(x.shape)}: "
+            f"expected [n, {x.shape[-1]}] or [{x.shape[0]}, n, {x.shape[-1]}]"
+        )
+    return t.to(x.dtype)
+
+
+def insert_tokens(x: Tensor, position: int, t: Tensor) -> Tensor:
+    """x [B, L, D] with t placed before index `position` (negative counts from the end)."""
+    if position < 0:
+        position += x.shape[1]
+    if not 0 <= position <= x.shape[1]:
+        raise IndexError(f"insert position {position} is outside 0..{x.shape[1]}")
+    return torch.cat([x[:, :position], _batched(x, t), x[:, position:]], dim=1)
+
+
+def append_tokens(x: Tensor, t: Tensor) -> Tensor:
+    """x [B, L, D] with t after its last token."""
+    return insert_tokens(x, x.shape[1], t)
+
+
+def replace_tokens(x: Tensor, start: int, t: Tensor) -> Tensor:
+    """x [B, L, D] with positions start..start+n-1 replaced by t (negative start counts from
+    the end: -n replaces the last n tokens, where VPT/MaPLe keep their vision prompts)."""
+    t = _batched(x, t)
+    if start < 0:
+        start += x.shape[1]
+    end = start + t.shape[1]
+    if start < 0 or end > x.shape[1]:
+        raise IndexError(f"replacing {t.shape[1]} tokens from {start} overruns a sequence of {x.shape[1]}")
+    return torch.cat([x[:, :start], t, x[:, end:]], dim=1)
