@@ -1,4 +1,5 @@
-from engine.data.base import DATASET_REGISTRY, SplitDataset, items_from_class_folders, random_split
+from datasets.common import class_folder_items
+from engine.data.base import DATASET_REGISTRY, SplitDataset, random_split
 
 IGNORED = ("BACKGROUND_Google", "Faces_easy")
 RENAME = {"airplanes": "airplane", "Faces": "face", "Leopards": "leopard", "Motorbikes": "motorbike"}
@@ -11,4 +12,5 @@ class Caltech101(SplitDataset):
     split_file = "split_zhou_Caltech101.json"
 
     def make_splits(self):
-        return random_split(items_from_class_folders(self.images, IGNORED, RENAME), p_train=0.5, p_val=0.2)
+        items = class_folder_items(self.images, "Caltech101", IGNORED, RENAME)
+        return random_split(items, p_train=0.5, p_val=0.2)

@@ -1,0 +1,12 @@
+from datasets.common import class_folder_items
+from engine.data.base import DATASET_REGISTRY, SplitDataset, random_split
+
+
+@DATASET_REGISTRY.register()
+class DescribableTextures(SplitDataset):
+    dataset_dir = "dtd"
+    image_dir = "images"
+    split_file = "split_zhou_DescribableTextures.json"
+
+    def make_splits(self):
+        return random_split(class_folder_items(self.images, "DescribableTextures"), p_train=0.5, p_val=0.2)
