@@ -17,12 +17,11 @@ from engine.data.base import (
     DATASETS_DOC,
     DatasetBase,
     Datum,
+    apply_protocol,
     check_images_exist,
     items_from_class_folders,
     list_visible,
-    load_or_make_fewshot,
     require_dir,
-    subsample_classes,
 )
 
 T = TypeVar("T")
@@ -126,17 +125,10 @@ class DiskDataset(DatasetBase):
         if self.test_only:
             if shots >= 1 or subsample != "all":
                 print(f"{name} is test-only: DATASET.NUM_SHOTS and DATASET.SUBSAMPLE_CLASSES are ignored")
+            check_images_exist([*train, *(val or []), *test], self.root)
         else:
-            if shots >= 1:
-                cache_dir = self.root / "split_fewshot"
-                train, fewshot_val = load_or_make_fewshot(train, val or [], shots, cfg.SEED, cache_dir, self.images)
-                val = None if val is None else fewshot_val
-            splits = subsample_classes(*([train, test] if val is None else [train, val, test]), subsample=subsample)
-            train, test = splits[0], splits[-1]
-            val = None if val is None else splits[1]
-        check_images_exist([*train, *(val or []), *test], self.root)
-        if val is None and not self.test_only:
-            val = test
+            train, val, test = apply_protocol(cfg, train, val, test, self.root, self.images)
+            val = test if val is None else val
         super().__init__(train_x=train, val=val, test=test)
 
     def read_splits(self) -> tuple[list[Datum], list[Datum] | None, list[Datum]]:

@@ -101,19 +101,30 @@ class SplitDataset(DatasetBase):
             print(f"No split file at {split_path}; building it from the raw annotations")
             train, val, test = self.make_splits()
             save_split(train, val, test, split_path, self.images)
-        if cfg.DATASET.NUM_SHOTS >= 1:
-            train, val = load_or_make_fewshot(
-                train, val, cfg.DATASET.NUM_SHOTS, cfg.SEED, self.root / "split_fewshot", self.images
-            )
-        train, val, test = subsample_classes(train, val, test, subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
-        check_images_exist([*train, *val, *test], self.root)
-        super().__init__(train_x=train, val=val, test=test)
+        super().__init__(*apply_protocol(cfg, train, val, test, self.root, self.images))
 
     def make_splits(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
         raise FileNotFoundError(
             f"{type(self).__name__}: split file {self.root / self.split_file} is missing. "
             f"Fetch it with: python tools/download_splits.py --root <DATA> (see {DATASETS_DOC})"
         )
+
+
+def apply_protocol(cfg, train: list[Datum], val: list[Datum] | None, test: list[Datum], root: Path, images: Path):
+    """The steps every trainable dataset shares: few-shot subset (DATASET.NUM_SHOTS), base/new
+    classes (DATASET.SUBSAMPLE_CLASSES), then one missing-image check. `val` may be None
+    (ImageNet has no validation split)."""
+    if cfg.DATASET.NUM_SHOTS >= 1:
+        train, fewshot_val = load_or_make_fewshot(
+            train, val or [], cfg.DATASET.NUM_SHOTS, cfg.SEED, root / "split_fewshot", images
+        )
+        val = None if val is None else fewshot_val
+    splits = subsample_classes(*([train, test] if val is None else [train, val, test]),
+                               subsample=cfg.DATASET.SUBSAMPLE_CLASSES)
+    train, test = splits[0], splits[-1]
+    val = None if val is None else splits[1]
+    check_images_exist([*train, *(val or []), *test], root)
+    return train, val, test
 
 
 def require_dir(path: Path, dataset: str, key: str) -> None:
