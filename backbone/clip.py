@@ -190,6 +190,31 @@ class ClipBackbone(nn.Module):
         visual = self._vit()
         return visual.ln_post(tokens) @ visual.proj
 
+    def image_norm(self, tokens: Tensor) -> Tensor:
+        """ln_post alone, for extra vision tokens that a method projects with its own matrix."""
+        return self._vit().ln_post(tokens)
+
+    @property
+    def image_projection(self) -> Tensor:
+        """The frozen vision projection [vision_width, embed_dim] (e.g. to initialise a copy)."""
+        return self._vit().proj
+
+    def image_head_direct(self, parts: Tensor, final: Tensor) -> Tensor:
+        """Direct contributions of residual-stream parts to the image features.
+
+        parts [B, ..., vision_width] are summands of the final class-token state final
+        [B, vision_width] (e.g. per-head outputs at the class token). ln_post is linear once
+        its scale is fixed to that of `final`, so each part maps to
+        (centre(part) * gamma / std(final)) @ proj, and parts that sum to `final` give
+        contributions that sum to image_head(final) - beta @ proj (TextSpan's decomposition).
+        """
+        visual = self._vit()
+        norm = visual.ln_post
+        scale = (final.float().var(-1, unbiased=False) + norm.eps).rsqrt()
+        scale = scale.view(final.shape[0], *([1] * (parts.dim() - 2)), 1)
+        centred = parts.float() - parts.float().mean(-1, keepdim=True)
+        return (centred * scale * norm.weight.float()) @ visual.proj.float()
+
     def forward_image(self, images: Tensor, hooks: TowerHooks | None = None) -> TowerOutput:
         """ViT tower on images [B, 3, image_size, image_size]; features = image_head(CLS)."""
         hooks = hooks or _NO_HOOKS

@@ -404,3 +404,20 @@ def test_repo_weights_from_weights_dir(tmp_path, monkeypatch):
     x, ids = images(clip), clip.tokenize(PROMPTS)
     torch.testing.assert_close(clip.encode_image(x), source.encode_image(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(clip.encode_text(ids), source.encode_text(ids), rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_image_head_direct_decomposes_ln_post_exactly(tiny):
+    x = images(tiny, 3)
+    out = tiny.forward_image(x, TowerHooks(capture_heads={1}))
+    final = out.tokens[:, 0]
+    heads = out.head_outputs[1][:, 0]  # [B, H, width] at the class token
+    rest = final - heads.sum(1)
+    parts = torch.cat([heads, rest[:, None]], dim=1)
+    direct = tiny.image_head_direct(parts, final)
+    v = tiny.model.visual
+    assert direct.shape == (3, 5, tiny.embed_dim)
+    torch.testing.assert_close(direct.sum(1), tiny.image_head(final) - v.ln_post.bias @ v.proj, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(tiny.image_norm(final) @ tiny.image_projection, tiny.image_head(final))
+    ref = (heads - heads.mean(-1, keepdim=True)) * v.ln_post.weight / (final.var(-1, unbiased=False) + 1e-5).sqrt()[:, None, None]
+    torch.testing.assert_close(direct[:, :4], ref @ v.proj, rtol=1e-4, atol=1e-5)
