@@ -298,7 +298,7 @@ class TrainerX:
         loader = self.val_loader if split == "val" and self.val_loader is not None else self.test_loader
         print(f"Evaluate on the *{split}* set")
         with self.evaluation_context():
-            for batch in tqdm(loader, file=sys.__stderr__, disable=not sys.__stderr__.isatty()):
+            for batch in tqdm(loader, file=sys.__stderr__, disable=not sys.__stdout__.isatty()):
                 images, labels = self.parse_batch_test(batch)
                 with self.autocast():
                     logits = self.model_inference(images)

@@ -124,3 +124,15 @@ def test_rerun_keeps_earlier_results(data_root, tmp_path):
     main(argv(data_root, out, "--eval-only", trainer="ZeroshotCLIP"))
     main(argv(data_root, out, "--eval-only", trainer="ZeroshotCLIP"))
     assert len(list(out.glob("results.json-*"))) == 1 and (out / "results.json").is_file()
+
+
+def test_best_val_model_is_saved_and_deployed(data_root, tmp_path):
+    out = tmp_path / "best"
+    main(argv(data_root, out, "TEST.FINAL_MODEL", "best_val", "TEST.PER_CLASS_RESULT", "True", epochs=2))
+    assert (out / "prompt_learner" / "model-best.pth.tar").is_file()
+    log = (out / "log.txt").read_text()
+    assert log.count("Evaluate on the *val* set") == 2 and "Deploy the model with the best val performance" in log
+    assert f"* class: 0 ({CLASSES[0]})" in log and "* average: " in log
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["evaluations"]) == {"val", "test"}
+    assert "perclass_accuracy" in results["evaluations"]["test"]["metrics"]
