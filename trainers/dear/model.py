@@ -1,0 +1,165 @@
+"""The DeAR model around a frozen ClipBackbone: attribute and text tokens, role masks, one
+logit set per path (CLS + one per attribute token) and their learned fusion."""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from backbone import ClipBackbone, TowerHooks
+from trainers.dear.tokens import DeepTokens, deep_insertion
+
+FUSIONS = ("learned", "cls", "mmrl")
+
+
+@dataclass(frozen=True)
+class DeARSettings:
+    """Model switches (TRAINER.DEAR.*); layer indices here are 0-based."""
+
+    attributes: tuple[str, ...]
+    attr_tokens: bool = True
+    n_text: int = 5
+    first_layer: int = 8
+    text_first_layer: int = 8
+    beta: float = 0.9
+    rep_dim: int = 512
+    rank: int = 4
+    attr_proj_rank: int = 0
+    fusion: str = "learned"
+    fusion_cls_init: float = 0.7
+
+    @property
+    def n_attr(self) -> int:
+        return len(self.attributes) if self.attr_tokens else 0
+
+    @property
+    def paths(self) -> int:
+        """Logit sets fused: CLS plus one per attribute token (CLS alone for FUSION cls)."""
+        return 1 + (self.n_attr if self.fusion != "cls" else 0)
+
+
+@dataclass
+class DeAROutput:
+    path_logits: Tensor  # [B, paths, C], path 0 = CLS
+    logits: Tensor  # [B, C] what the loss sees: fused, or CLS for FUSION cls
+    cls_features: Tensor  # [B, embed_dim], not normalised
+    text_features: Tensor  # [C, embed_dim], not normalised
+
+
+class DeARCLIP(nn.Module):
+    """Learnable: the shared latent and its aligners, the attribute projection, the fusion
+    weights. Nothing learnable depends on the class set, so weights trained on base classes
+    load for new classes."""
+
+    def __init__(self, clip: ClipBackbone, prompts: list[str], settings: DeARSettings, masks: Tensor | None):
+        super().__init__()
+        s = settings
+        if s.fusion not in FUSIONS:
+            raise ValueError(f"TRAINER.DEAR.FUSION must be one of {FUSIONS}, got {s.fusion!r}")
+        self.clip, self.settings = clip, s
+        self.n_orig = 1 + clip.num_patches
+        self.tokens = DeepTokens(
+            s.n_attr, s.n_text, s.rep_dim, clip.vision_width, clip.text_width,
+            clip.vision_layers - s.first_layer, clip.text_layers - s.text_first_layer, s.rank,
+        )
+        if s.paths > 1:
+            self._init_attr_projection(clip, s.attr_proj_rank)
+            rest = (1 - s.fusion_cls_init) / s.n_attr
+            init = torch.tensor([s.fusion_cls_init] + [rest] * s.n_attr).log()
+            self.fusion_weights = nn.Parameter(init)
+        if masks is not None and masks.shape[0] != clip.vision_layers - s.first_layer:
+            raise ValueError(f"{masks.shape[0]} layer masks for {clip.vision_layers - s.first_layer} deep layers")
+        self.register_buffer("masks", masks, persistent=False)
+        ids = clip.tokenize(prompts)
+        with torch.no_grad():
+            self.register_buffer("prompt_embeddings", clip.embed_tokens(ids), persistent=False)
+            self.register_buffer("frozen_text", clip.encode_text(ids), persistent=False)
+        self.register_buffer("eot_index", clip.eot_index(ids), persistent=False)
+        self.eval_fused = s.paths > 1
+        self._text_cache: Tensor | None = None
+
+    def _init_attr_projection(self, clip: ClipBackbone, rank: int) -> None:
+        """Full learnable copy of CLIP's projection, or (rank > 0, MMRL++-style) the frozen
+        projection plus a learnable low-rank residual starting at zero."""
+        proj = clip.image_projection.detach().float()
+        if rank == 0:
+            self.attr_proj = nn.Parameter(proj.clone())
+            return
+        self.register_buffer("attr_proj_base", proj.clone(), persistent=False)
+        down = torch.empty(proj.shape[0], rank)
+        nn.init.kaiming_uniform_(down, a=math.sqrt(5))
+        self.attr_proj_down = nn.Parameter(down)
+        self.attr_proj_up = nn.Parameter(torch.zeros(rank, proj.shape[1]))
+
+    def attr_projection(self) -> Tensor:
+        if hasattr(self, "attr_proj"):
+            return self.attr_proj
+        return self.attr_proj_base + self.attr_proj_down @ self.attr_proj_up
+
+    # ---- towers ------------------------------------------------------------------------
+    def vision_hooks(self) -> TowerHooks:
+        tokens = self.tokens.vision()
+        if tokens is None:
+            return TowerHooks()
+        s = self.settings
+        masks = {} if self.masks is None else {s.first_layer + i: m for i, m in enumerate(self.masks)}
+        return TowerHooks(before_block=deep_insertion(tokens, s.first_layer, self.n_orig, s.beta), head_masks=masks)
+
+    def text_features(self) -> Tensor:
+        """[C, embed_dim] class features with the text tokens after the start token."""
+        tokens = self.tokens.text()
+        s = self.settings
+        hooks = None if tokens is None else TowerHooks(
+            before_block=deep_insertion(tokens, s.text_first_layer, 1, s.beta), eot_shift=s.n_text
+        )
+        return self.clip.forward_text(self.prompt_embeddings, self.eot_index, hooks).features
+
+    def image_features(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """CLS features [B, D] through the frozen projection and, when fused, the attribute
+        features [B, A, D] = ln_post(attribute token) @ the learnable projection."""
+        out = self.clip.forward_image(images.to(self.clip.dtype), self.vision_hooks())
+        if self.settings.paths == 1:
+            return out.features, None
+        attr = self.clip.image_norm(out.tokens[:, self.n_orig:self.n_orig + self.settings.n_attr])
+        return out.features, attr @ self.attr_projection().to(attr.dtype)
+
+    # ---- logits ------------------------------------------------------------------------
+    def fusion_alpha(self) -> Tensor:
+        """α = softmax(w) over the paths, CLS first ([1.] without attribute paths)."""
+        if self.settings.paths == 1:
+            return torch.ones(1, device=self.prompt_embeddings.device)
+        return self.fusion_weights.softmax(0)
+
+    def path_logits(self, cls: Tensor, attr: Tensor | None, text: Tensor) -> Tensor:
+        image = cls[:, None] if attr is None else torch.cat([cls[:, None], attr], dim=1)
+        image = F.normalize(image.float(), dim=-1)
+        return self.clip.logit_scale.exp() * image @ F.normalize(text.float(), dim=-1).t()
+
+    def forward_train(self, images: Tensor) -> DeAROutput:
+        text = self.text_features()
+        cls, attr = self.image_features(images)
+        paths = self.path_logits(cls, attr, text)
+        logits = (self.fusion_alpha()[None, :, None] * paths).sum(1)
+        return DeAROutput(paths, logits, cls, text)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Evaluation logits: fused, or the CLS path alone when `eval_fused` is off."""
+        text = self._text_cache if self._text_cache is not None else self.text_features()
+        cls, attr = self.image_features(images)
+        paths = self.path_logits(cls, attr if self.eval_fused else None, text)
+        if not self.eval_fused:
+            return paths[:, 0]
+        return (self.fusion_alpha()[None, :, None] * paths).sum(1)
+
+    @contextmanager
+    def cached_text_features(self) -> Iterator[None]:
+        self._text_cache = self.text_features()
+        try:
+            yield
+        finally:
+            self._text_cache = None
