@@ -1,7 +1,9 @@
-# Sourced by every method's scripts: where the data is, and the skip/resume rule.
+# Sourced by every method's scripts: where the data is, the skip/resume rule, and the
+# protocol layouts, so that all methods write the same output tree.
 # DATA: set it in the environment (export DATA=/path/to/datasets); defaults to ./data.
 DATA=${DATA:-data}
 PYTHON=${PYTHON:-python}
+SHOTS=${SHOTS:-16}
 
 # run_job DIR ARGS...: train.py into DIR. A finished run (DIR/results.json) is skipped;
 # an unfinished one resumes from its newest checkpoint (train.py auto-resumes from DIR).
@@ -13,4 +15,40 @@ run_job() {
         return 0
     fi
     "${PYTHON}" train.py --root "${DATA}" --output-dir "${dir}" "$@"
+}
+
+# max_epoch CONFIG_YAML: the epoch a finished run's last checkpoint carries.
+max_epoch() {
+    "${PYTHON}" -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['OPTIM']['MAX_EPOCH'])" "$1"
+}
+
+base2new_dir() {  # base2new_dir train_base|test_new TRAINER CFG DATASET SEED
+    echo "output/base2new/$1/$4/shots_${SHOTS}/$2/$3/seed$5"
+}
+
+# base2new_train TRAINER CFG DATASET SEED [ARGS...]: train (or, with --eval-only, evaluate)
+# on the base classes; the config is configs/trainers/TRAINER/CFG.yaml.
+base2new_train() {
+    local trainer=$1 cfg=$2 dataset=$3 seed=$4
+    shift 4
+    run_job "$(base2new_dir train_base "${trainer}" "${cfg}" "${dataset}" "${seed}")" \
+        --seed "${seed}" --trainer "${trainer}" \
+        --dataset-config-file "configs/datasets/${dataset}.yaml" \
+        --config-file "configs/trainers/${trainer}/${cfg}.yaml" \
+        DATASET.NUM_SHOTS "${SHOTS}" DATASET.SUBSAMPLE_CLASSES base "$@"
+}
+
+# base2new_test TRAINER CFG DATASET SEED [ARGS...]: evaluate the base-trained model (its
+# last epoch, read from the config) on the new classes.
+base2new_test() {
+    local trainer=$1 cfg=$2 dataset=$3 seed=$4
+    shift 4
+    local config="configs/trainers/${trainer}/${cfg}.yaml"
+    run_job "$(base2new_dir test_new "${trainer}" "${cfg}" "${dataset}" "${seed}")" \
+        --seed "${seed}" --trainer "${trainer}" \
+        --dataset-config-file "configs/datasets/${dataset}.yaml" \
+        --config-file "${config}" \
+        --model-dir "$(base2new_dir train_base "${trainer}" "${cfg}" "${dataset}" "${seed}")" \
+        --load-epoch "$(max_epoch "${config}")" --eval-only \
+        DATASET.NUM_SHOTS "${SHOTS}" DATASET.SUBSAMPLE_CLASSES new "$@"
 }

@@ -12,8 +12,7 @@ CSC=False
 CTP=end
 DATASET=$1
 CFG=$2
-LOAD_EPOCH=$("${PYTHON}" -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['OPTIM']['MAX_EPOCH'])" \
-    "configs/trainers/${TRAINER}/${CFG}.yaml")
+LOAD_EPOCH=$(max_epoch "configs/trainers/${TRAINER}/${CFG}.yaml")
 
 for SEED in ${SEEDS:-1 2 3}; do
     run_job "output/evaluation/${TRAINER}/${CFG}_${SHOTS}shots/nctx${NCTX}_csc${CSC}_ctp${CTP}/${DATASET}/seed${SEED}" \
