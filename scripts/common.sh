@@ -52,3 +52,16 @@ base2new_test() {
         --load-epoch "$(max_epoch "${config}")" --eval-only \
         DATASET.NUM_SHOTS "${SHOTS}" DATASET.SUBSAMPLE_CLASSES new "$@"
 }
+
+# base2new_zeroshot TRAINER CFG DATASET SEED: a method without learnable weights, evaluated on
+# the base classes (train_base tree) and on the new classes (test_new tree).
+base2new_zeroshot() {
+    local trainer=$1 cfg=$2 dataset=$3 seed=$4
+    local common=(--seed "${seed}" --trainer "${trainer}" --eval-only
+        --dataset-config-file "configs/datasets/${dataset}.yaml"
+        --config-file "configs/trainers/${trainer}/${cfg}.yaml")
+    run_job "$(base2new_dir train_base "${trainer}" "${cfg}" "${dataset}" "${seed}")" "${common[@]}" \
+        DATASET.SUBSAMPLE_CLASSES base
+    run_job "$(base2new_dir test_new "${trainer}" "${cfg}" "${dataset}" "${seed}")" "${common[@]}" \
+        DATASET.SUBSAMPLE_CLASSES new
+}
