@@ -6,9 +6,7 @@ once per batch (CoOp's code), and the training step time for 10 and 100 classes.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -17,25 +15,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds the packages
 
 from backbone import load_clip  # noqa: E402
+from bench.common import classnames, median_time  # noqa: E402
 from trainers.coop import CoOpCLIP, PromptLearner  # noqa: E402
-
-
-def classnames(n: int) -> list[str]:
-    words = ["red", "small", "striped", "wooden", "flying", "round", "old", "green", "tall", "soft"]
-    return [f"{words[i % 10]} {words[(i // 10) % 10]} thing{i}" for i in range(n)]
 
 
 def make_model(clip, n_classes: int) -> CoOpCLIP:
     return CoOpCLIP(clip, PromptLearner(clip, classnames(n_classes), 16, "", False, "end"))
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_eval(clip, n_batches: int, batch: int) -> None:
@@ -52,7 +37,7 @@ def bench_eval(clip, n_batches: int, batch: int) -> None:
             for x in images:
                 model(x)
 
-    t_per_batch, t_cached = timed(per_batch, 1), timed(cached, 1)
+    t_per_batch, t_cached = median_time(per_batch, 1, warmup=False), median_time(cached, 1, warmup=False)
     print(f"eval, 100 classes, {n_batches} batches of {batch}: per-batch text encoding {t_per_batch:.2f} s, "
           f"encoded once {t_cached:.2f} s, speed-up {t_per_batch / t_cached:.2f}x")
 
@@ -68,8 +53,7 @@ def bench_step(clip, n_classes: int, batch: int = 4, repeats: int = 3) -> None:
         loss.backward()
         opt.step()
 
-    step()
-    print(f"CoOp train step, batch {batch}, {n_classes} classes: {timed(step, repeats):.2f} s")
+    print(f"CoOp train step, batch {batch}, {n_classes} classes: {median_time(step, repeats):.2f} s")
 
 
 def main() -> None:

@@ -6,10 +6,7 @@ random-init ViT-B/16 text tower, 100 "a photo of a {class}." prompts, fp32, CPU.
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -17,26 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds the packages
 
 from backbone import load_clip  # noqa: E402
-
-WORDS = ["amber", "crested", "lesser", "spotted", "marsh", "glider", "kettle", "lantern", "thistle",
-         "harrier", "copper", "dune", "falcon", "velvet", "moss", "ridge", "plover", "orchid"]
-
-
-def classnames(n: int, seed: int = 0) -> list[str]:
-    """Made-up class names of 1-3 words."""
-    rng = random.Random(seed)
-    return [" ".join(rng.sample(WORDS, rng.randint(1, 3))) for _ in range(n)]
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
+from bench.common import classnames, median_time  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
