@@ -22,12 +22,12 @@ class DeARSettings:
     """Model switches (TRAINER.DEAR.*); layer indices here are 0-based."""
 
     attributes: tuple[str, ...]
+    first_layer: int
+    text_first_layer: int
+    rep_dim: int
     attr_tokens: bool = True
     n_text: int = 5
-    first_layer: int = 8
-    text_first_layer: int = 8
     beta: float = 0.9
-    rep_dim: int = 512
     rank: int = 4
     attr_proj_rank: int = 0
     fusion: str = "learned"
