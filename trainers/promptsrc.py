@@ -1,0 +1,180 @@
+"""PromptSRC (Khattak et al., ICCV 2023): IVLP prompts regularised towards frozen CLIP
+(L1 on text and image features, KL on logits) and Gaussian Prompt Aggregation (GPA).
+
+Both teachers come from the one frozen ClipBackbone: the text teacher is the class feature
+averaged over 60 ImageNet templates, encoded once at build time; the image teacher is the
+same image tower run without prompt hooks.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from backbone import ClipBackbone
+from engine.checkpoint import learnable_state, load_learnable_state
+from engine.io import atomic_write
+from engine.optim import build_lr_scheduler, build_optimizer
+from engine.registry import TRAINER_REGISTRY
+from trainers.common import ClipTrainer, accuracy
+from trainers.deep_prompts import DeepPromptCLIP, IndependentPrompts, count_learnable
+from trainers.imagenet_templates import IMAGENET_TEMPLATES
+from trainers.ivlp import independent_prompts
+
+
+@torch.no_grad()
+def teacher_text_features(clip: ClipBackbone, classnames: list[str], templates=IMAGENET_TEMPLATES) -> Tensor:
+    """[C, embed_dim] frozen-CLIP class features averaged over the templates (not normalised,
+    as the official code averages before normalising)."""
+    names = [name.replace("_", " ") for name in classnames]
+    feats = [clip.encode_text(clip.tokenize([t.replace("{}", n) for n in names])).float() for t in templates]
+    return torch.stack(feats).mean(dim=0)
+
+
+@dataclass
+class SRCOutputs:
+    """Student logits and normalised features, with the frozen teachers' counterparts."""
+
+    logits: Tensor
+    text: Tensor
+    image: Tensor
+    teacher_text: Tensor
+    teacher_image: Tensor
+    teacher_logits: Tensor
+
+
+class PromptSRCCLIP(DeepPromptCLIP):
+    def __init__(self, clip: ClipBackbone, prompt_learner: IndependentPrompts, teacher_text: Tensor):
+        super().__init__(clip, prompt_learner)
+        self.register_buffer("teacher_text", F.normalize(teacher_text, dim=-1), persistent=False)
+
+    def train_outputs(self, images: Tensor) -> SRCOutputs:
+        scale = self.clip.logit_scale.exp()
+        text = F.normalize(self.text_features(), dim=-1)
+        image = F.normalize(self.image_features(images), dim=-1)
+        with torch.no_grad():
+            teacher_image = F.normalize(self.clip.encode_image(images.to(self.clip.dtype)), dim=-1)
+            teacher_logits = scale * teacher_image @ self.teacher_text.to(teacher_image.dtype).t()
+        return SRCOutputs(scale * image @ text.t(), text, image, self.teacher_text, teacher_image, teacher_logits)
+
+
+def promptsrc_losses(out: SRCOutputs, labels: Tensor, text_weight: float, image_weight: float) -> dict[str, Tensor]:
+    """CE + text_weight * L1(text) + image_weight * L1(image) + KL(teacher || student) / (B*C)."""
+    logits = out.logits.float()
+    terms = {
+        "ce": F.cross_entropy(logits, labels),
+        "text": F.l1_loss(out.text.float(), out.teacher_text.float()) * text_weight,
+        "image": F.l1_loss(out.image.float(), out.teacher_image.float()) * image_weight,
+        "kl": F.kl_div(
+            F.log_softmax(logits, dim=1), F.log_softmax(out.teacher_logits.float(), dim=1),
+            reduction="sum", log_target=True,
+        ) / logits.numel(),
+    }
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+def gpa_weights(epochs: int, mean: float, std: float) -> list[float]:
+    """Gaussian N(mean, std) at epochs 1..N, normalised to sum to 1."""
+    g = [math.exp(-0.5 * ((e - mean) / std) ** 2) for e in range(1, epochs + 1)]
+    return [v / sum(g) for v in g]
+
+
+class PromptAggregator:
+    """Running sum over epochs of weight[epoch] * learnable tensors (fp32)."""
+
+    def __init__(self, weights: list[float]):
+        self.weights = weights
+        self.total: dict[str, Tensor] = {}
+        self.epochs = 0
+
+    def add(self, epoch: int, state: dict[str, Tensor]) -> None:
+        if epoch != self.epochs:
+            raise RuntimeError(f"GPA has aggregated {self.epochs} epochs, cannot add epoch {epoch + 1}")
+        w = self.weights[epoch]
+        for k, v in state.items():
+            self.total[k] = self.total.get(k, 0) + w * v.detach().float()
+        self.epochs += 1
+
+    def aggregate(self, like: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The weighted sum, in the dtypes/devices of `like`."""
+        return {k: self.total[k].to(v) for k, v in like.items()}
+
+    def state_dict(self) -> dict:
+        return {"epochs": self.epochs, "total": {k: v.cpu() for k, v in self.total.items()}}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.epochs = state["epochs"]
+        self.total = {k: v.to(device) for k, v in state["total"].items()}
+
+
+def gpa_file(directory: str, epochs: int) -> Path:
+    return Path(directory) / "prompt_learner" / f"gpa.pth.tar-{epochs}"
+
+
+@TRAINER_REGISTRY.register()
+class PromptSRC(ClipTrainer):
+    CONFIG_NODE = "PROMPTSRC"
+    CONFIG = {
+        "N_CTX_VISION": 4, "N_CTX_TEXT": 4, "CTX_INIT": "a photo of a", "PREC": "fp16",
+        "PROMPT_DEPTH_VISION": 9, "PROMPT_DEPTH_TEXT": 9, "TEXT_LOSS_WEIGHT": 25, "IMAGE_LOSS_WEIGHT": 10,
+        "GPA_MEAN": 15, "GPA_STD": 1,
+    }
+
+    def build_model(self) -> None:
+        c = self.cfg.TRAINER.PROMPTSRC
+        clip = self.load_backbone()
+        classnames = self.dm.dataset.classnames
+        learner = independent_prompts(clip, classnames, c)
+        print(f"Learnable parameters: {count_learnable(learner):,}")
+        self.load_init_weights(learner)
+        with self.autocast():
+            teacher = teacher_text_features(clip, classnames)
+        self.model = PromptSRCCLIP(clip, learner, teacher)
+        optim = build_optimizer(learner, self.cfg.OPTIM)
+        self.register_model("prompt_learner", learner, optim, build_lr_scheduler(optim, self.cfg.OPTIM))
+        self.gpa = PromptAggregator(gpa_weights(self.max_epoch, c.GPA_MEAN, c.GPA_STD))
+
+    def forward_backward(self, batch: dict) -> dict:
+        c = self.cfg.TRAINER.PROMPTSRC
+        images, labels = self.parse_batch_train(batch)
+        with self.autocast():
+            out = self.model.train_outputs(images)
+            terms = promptsrc_losses(out, labels, c.TEXT_LOSS_WEIGHT, c.IMAGE_LOSS_WEIGHT)
+        self.model_backward_and_update(terms["total"])
+        summary = {k: v.item() for k, v in terms.items() if k != "total"}
+        return {"loss": terms["total"].item(), **summary, "acc": accuracy(out.logits, labels)}
+
+    def after_epoch(self) -> None:
+        """GPA: add this epoch's prompts; after the last epoch the aggregate replaces them
+        before the checkpoint is written, so eval-only runs load the aggregated prompts."""
+        learner = self.model.prompt_learner
+        state = learnable_state(learner)
+        self.gpa.add(self.epoch, state)
+        if self.epoch + 1 == self.max_epoch:
+            print("Using the GPA (Gaussian-aggregated) prompts for inference")
+            load_learnable_state(learner, self.gpa.aggregate(state), "GPA aggregate")
+        super().after_epoch()
+
+    def save_model(self, epoch: int, directory: str, val_result=None, model_name: str = "") -> None:
+        """Epoch checkpoints also keep the GPA running sum (its own file, so that checkpoints
+        stay learnable tensors only), which a resumed run needs."""
+        if not model_name:
+            path = gpa_file(directory, epoch + 1)
+            atomic_write(path, lambda tmp: torch.save(self.gpa.state_dict(), tmp))
+        super().save_model(epoch, directory, val_result, model_name)
+        if not model_name:
+            gpa_file(directory, epoch).unlink(missing_ok=True)
+
+    def resume_model_if_exist(self, directory: str) -> int:
+        start = super().resume_model_if_exist(directory)
+        if start:
+            path = gpa_file(directory, start)
+            if not path.is_file():
+                raise FileNotFoundError(f"Resuming PromptSRC at epoch {start} needs its GPA state {path}")
+            self.gpa.load_state_dict(torch.load(path, map_location="cpu"), self.device)
+        return start
