@@ -174,3 +174,20 @@ def test_vit_b16_learnable_parameter_count(tmp_path):
     print(f"DeAR (ViT-B/16, 5 attributes, K 5, layers 9-12) learnable parameters: {total:,}")
     assert total == expected_count(768, 512, 512, 5, 5, 4, 4, 4, 512) == 1_093_126
     assert not any(p.requires_grad for p in clip.parameters())
+
+
+def test_auto_role_map_is_computed_once_and_cached(data_root, tmp_path, capsys):
+    opts = ("TRAINER.DEAR.AUTO_DIR", str(tmp_path / "cache"), "TRAINER.DEAR.AUTO_N_TEXTS", "4")
+    first = build(argv(data_root, tmp_path / "a", "auto", opts=opts))
+    cached = sorted((tmp_path / "cache").glob("*.json"))
+    assert [p.name.split("__")[:2] for p in cached] == [["tiny-test", "Caltech101"]]
+    assert cached[0].with_suffix(".png").is_file()
+    payload = json.loads(cached[0].read_text())
+    assert payload["layers"] == [1, 2] and payload["images"] == 12 and len(payload["heads"]) == 8
+    assert all(len(h["top_texts"]) <= 4 for h in payload["heads"])
+    assert first.role_map.counts() == {r: sum(h["role"] == r for h in payload["heads"]) for r in first.role_map.counts()}
+    assert "running it on the training images once" in capsys.readouterr().out
+    second = build(argv(data_root, tmp_path / "b", "auto", opts=opts))
+    assert "using the cached analysis" in capsys.readouterr().out
+    assert (tmp_path / "b" / "role_map.json").read_text() == cached[0].read_text()
+    assert torch.equal(first.model.masks, second.model.masks)

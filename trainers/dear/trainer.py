@@ -38,6 +38,8 @@ from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
 from headroles.rolemap import HOW_TO_MAKE, RoleMap, RoleMapError, read_role_map
 from trainers.common import ClipTrainer, accuracy
+from trainers.dear.auto import auto_role_map
+from headroles.roles import THRESHOLD_MODES
 from trainers.dear.masks import MASK_MODES, role_masks
 from trainers.dear.model import FUSIONS, DeARCLIP, DeAROutput, DeARSettings
 from trainers.templates import template_for
@@ -93,7 +95,11 @@ class DeAR(ClipTrainer):
     DEFAULT_PREC = "amp"
     CONFIG = {
         "PREC": "amp",
-        "ROLE_MAP": "",  # path to tools/head_roles.py's JSON
+        "ROLE_MAP": "",  # path to tools/head_roles.py's JSON, or "auto"
+        "AUTO_DIR": "output/head_roles/auto",  # where "auto" caches its analyses
+        "AUTO_MAX_IMAGES": 1000,
+        "AUTO_N_TEXTS": 20,
+        "AUTO_THRESHOLDS": "tertiles",
         "ATTRIBUTES": ["color", "shape", "texture", "object", "position"],
         "ATTR_TOKENS": True,
         "MASK": "role",  # role | generalization (only Generalization heads masked) | none
@@ -114,7 +120,8 @@ class DeAR(ClipTrainer):
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
         c = cfg.TRAINER.DEAR
-        for key, value, choices in (("FUSION", c.FUSION, FUSIONS), ("MASK", c.MASK, MASK_MODES), ("EVAL_ON", c.EVAL_ON, EVAL_ON)):
+        for key, value, choices in (("FUSION", c.FUSION, FUSIONS), ("MASK", c.MASK, MASK_MODES), ("EVAL_ON", c.EVAL_ON, EVAL_ON),
+                                    ("AUTO_THRESHOLDS", c.AUTO_THRESHOLDS, THRESHOLD_MODES)):
             if value not in choices:
                 raise ValueError(f"TRAINER.DEAR.{key} must be one of {choices}, got {value!r}")
         if len(set(c.ATTRIBUTES)) != len(c.ATTRIBUTES) or not c.ATTRIBUTES:
@@ -159,8 +166,9 @@ class DeAR(ClipTrainer):
         return masks.to(clip.device)
 
     def resolve_role_map(self, clip: ClipBackbone) -> RoleMap:
-        """Read TRAINER.DEAR.ROLE_MAP and keep a copy beside the run's checkpoints."""
-        path = Path(self.cfg.TRAINER.DEAR.ROLE_MAP)
+        """Read TRAINER.DEAR.ROLE_MAP (or make it: auto) and keep a copy beside the run's checkpoints."""
+        c = self.cfg.TRAINER.DEAR
+        path = auto_role_map(self.cfg, clip, self.dm.dataset.train_x) if c.ROLE_MAP == "auto" else Path(c.ROLE_MAP)
         role_map = read_role_map(path)
         copy = Path(self.output_dir) / ROLE_MAP_COPY
         copy.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,201 @@
+"""Concept Entropy on a synthetic backbone with planted heads, TextSpan against its full-space
+definition, roles and thresholds, clustering, the tool's outputs and errors."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from backbone import ClipBackbone, load_clip
+from headroles.concepts import distribution, entropy_bits, hdbscan_concepts, label_concepts
+from headroles.pool import TextPool, read_pool
+from headroles.rolemap import read_role_map
+from headroles.roles import assign_role, entropy_cuts
+from headroles.textspan import Pick, textspan
+from tests.replica import load_tool
+
+CONCEPTS = ("color", "shape", "texture", "object", "position", "size", "scene", "material", "count", "style",
+            "lighting", "action")
+PER_CONCEPT = 15
+tool = load_tool("head_roles")
+
+
+class PlantedClip(ClipBackbone):
+    """tiny-test CLIP whose text tower is a lookup table of designed text embeddings."""
+
+    def __init__(self, clip: ClipBackbone, pool: TextPool, features: torch.Tensor):
+        super().__init__(clip.model, clip.tokenizer, "planted-tiny")
+        self.index = {t: i for i, t in enumerate(pool.texts)}
+        self.table = features
+
+    def tokenize(self, texts):
+        return torch.tensor([self.index[t] for t in texts])
+
+    def encode_text(self, ids, hooks=None):
+        return self.table[ids]
+
+
+def synthetic_pool(tmp_path):
+    lines = [f"{c}\t{c} description {i}" for c in CONCEPTS for i in range(PER_CONCEPT)]
+    path = tmp_path / "pool.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    return read_pool(path)
+
+
+def concept_basis(dim: int) -> torch.Tensor:
+    """Orthonormal [dim, dim]; concept c owns columns 2c and 2c+1."""
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(7)))
+    return q
+
+
+def text_features(basis: torch.Tensor) -> torch.Tensor:
+    g = torch.Generator().manual_seed(8)
+    rows = []
+    for c in range(len(CONCEPTS)):
+        for _ in range(PER_CONCEPT):
+            theta = torch.rand(1, generator=g) * 2 * math.pi
+            v = torch.cos(theta) * basis[:, 2 * c] + torch.sin(theta) * basis[:, 2 * c + 1]
+            rows.append(v + 0.01 * torch.randn(basis.shape[0], generator=g))
+    return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+
+@torch.no_grad()
+def plant(clip: ClipBackbone, layer: int, head: int, targets: torch.Tensor) -> None:
+    """Make head `head` of 0-based `layer` write, through ln_post and proj, only along `targets`
+    [k, embed_dim]: its out_proj columns become preimages of the targets."""
+    visual = clip.model.visual
+    width, d = clip.vision_width, clip.vision_width // clip.vision_heads
+    centre = torch.eye(width) - 1 / width
+    m = centre @ torch.diag(visual.ln_post.weight) @ visual.proj  # direct map of a residual vector
+    u = torch.linalg.lstsq(m.T, targets.T).solution  # [width, k]
+    cols = visual.transformer.resblocks[layer].attn.out_proj.weight[:, head * d:(head + 1) * d]
+    cols.zero_()
+    cols[:, :targets.shape[0]] = u * 3.0
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("planted")
+    torch.manual_seed(0)
+    base = load_clip("tiny-test", pretrained=False)
+    pool = synthetic_pool(tmp)
+    basis = concept_basis(base.embed_dim)
+    own = lambda name: basis[:, [2 * CONCEPTS.index(name), 2 * CONCEPTS.index(name) + 1]].T  # noqa: E731
+    spread = basis[:, [2 * c for c in range(len(CONCEPTS))]].T  # one direction of every concept
+    plant(base, 0, 0, own("color"))
+    plant(base, 0, 1, own("scene"))
+    plant(base, 0, 2, spread)
+    plant(base, 1, 0, own("shape"))
+    plant(base, 1, 1, own("texture"))
+    plant(base, 1, 2, spread)
+    images = tmp / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(64):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(images / f"{i:03d}.png")
+    return PlantedClip(base, pool, text_features(basis)), pool, images, tmp
+
+
+def test_planted_heads_get_their_roles(planted, capsys):
+    clip, pool, images, tmp = planted
+    args = tool.parse_args([
+        "--backbone", "planted", "--images", str(images), "--texts", pool.source, "--out", str(tmp / "roles.json"),
+        "--n-texts", "12", "--layers", "1-2", "--min-residual", "0.01", "--thresholds", "absolute", "--low", "0.3", "--high", "0.7", "--batch-size", "16",
+    ])
+    payload = tool.run(clip, args)
+    heads = {(e["layer"], e["head"]): e for e in payload["heads"]}
+    for (layer, head), attribute in {(1, 0): "color", (2, 0): "shape", (2, 1): "texture"}.items():
+        e = heads[layer, head]
+        assert (e["role"], e["attribute"]) == ("attribute", attribute), e
+        assert e["entropy"] == 0 and {t["concept"] for t in e["top_texts"]} == {attribute}
+    scene = heads[1, 1]  # low entropy, but scene is no core attribute: treated like Generalization
+    assert (scene["role"], scene["attribute"], scene["dominant_concept"]) == ("generalization", None, "scene")
+    for key in ((1, 2), (2, 2)):  # spread over all concepts: high entropy
+        assert heads[key]["role"] == "generalization" and heads[key]["normalized_entropy"] > 0.85, heads[key]
+    assert payload["layers"] == [1, 2] and payload["settings"]["rank"] == 16
+    role_map = read_role_map(tmp / "roles.json")
+    assert {(h.layer, h.head): h.attribute for h in role_map.heads if h.role == "attribute"} == {
+        (1, 0): "color", (2, 0): "shape", (2, 1): "texture"}
+    with Image.open(tmp / "roles.png") as png:
+        assert png.size[0] > 300 and png.mode == "RGB"
+    out = capsys.readouterr().out
+    assert "H norm" in out and "attribute: color" in out and "Role map:" in out
+
+
+def textspan_full_space(data, texts, n, rank):
+    """TextSpan's greedy selection as published: in the embedding space, texts projected onto
+    the span of the head's outputs, outputs and texts deflated along each pick."""
+    x = data.double() - data.double().mean(0)
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    vh = vh[:rank]
+    t = texts.double() @ vh.T @ vh
+    picks = []
+    for _ in range(n):
+        best = int((x @ t.T).std(0).argmax())
+        picks.append(best)
+        u = t[best] / t[best].norm()
+        x = x - torch.outer(x @ u, u)
+        t = t - torch.outer(t @ u, u)
+    return picks
+
+
+def test_textspan_equals_its_full_space_definition():
+    g = torch.Generator().manual_seed(3)
+    data = torch.randn(200, 24, generator=g) @ torch.randn(24, 24, generator=g)
+    texts = torch.nn.functional.normalize(torch.randn(300, 24, generator=g), dim=-1)
+    picks = textspan(data, texts, 10, 12, min_residual=0)
+    assert [p.index for p in picks] == textspan_full_space(data, texts, 10, 12)
+    x = data.double() - data.double().mean(0)
+    first = torch.nn.functional.normalize(texts[picks[0].index].double() @ torch.linalg.svd(x)[2][:12].T, dim=0)
+    assert len(set(p.index for p in picks)) == 10 and picks[0].variance > picks[-1].variance > 0
+    assert textspan(torch.zeros(5, 24), texts, 10, 12) == []  # a dead head explains nothing
+    assert first.norm() == pytest.approx(1.0)
+
+
+def test_distribution_entropy_and_tertiles():
+    pool = TextPool(("a", "b", "c", "d"), ("color", "color", "shape", "scene"), "p")
+    concepts = label_concepts(pool)
+    picks = [Pick(0, 4.0), Pick(1, 2.0), Pick(2, 1.0), Pick(3, 1.0)]
+    assert distribution(picks, concepts) == {"color": 0.5, "shape": 0.25, "scene": 0.25}
+    assert distribution(picks, concepts, "variance") == {"color": 0.75, "shape": 0.125, "scene": 0.125}
+    assert entropy_bits({"color": 0.5, "shape": 0.25, "scene": 0.25}, 3) == pytest.approx(1.5)
+    assert entropy_bits({}, 12) == pytest.approx(math.log2(12))
+    values = [0.1 * i for i in range(9)]
+    low, high = entropy_cuts(values, "tertiles", 0, 0)
+    roles = [assign_role(v, "color", ["color"], (low, high))[0] for v in values]
+    assert roles == ["attribute"] * 3 + ["mixed"] * 3 + ["generalization"] * 3
+    assert assign_role(0.05, "scene", ["color"], (0.2, 0.7)) == ("generalization", None)
+    with pytest.raises(ValueError, match="0 <= low <= high <= 1"):
+        entropy_cuts(values, "absolute", 0.8, 0.2)
+
+
+def test_hdbscan_clusters_named_by_majority_label_noise_dropped():
+    pool = TextPool(tuple("abcdefg"), ("color", "color", "color", "shape", "shape", "color", "scene"), "p")
+    ids = {"a": 0, "b": 0, "c": 0, "d": 1, "e": 1, "f": 2, "g": -1}
+    concepts = hdbscan_concepts(pool, range(7), embed=lambda texts: np.array([[ids[t]] for t in texts]),
+                                cluster=lambda v: v[:, 0])
+    assert concepts.names == ("color", "shape", "color (2)") and concepts.of_text[6] is None
+    assert concepts.label_of["color (2)"] == "color"
+    picks = [Pick(0, 1.0), Pick(3, 1.0), Pick(6, 1.0)]
+    assert distribution(picks, concepts) == {"color": 0.5, "shape": 0.5, "color (2)": 0.0}
+
+
+def test_pool_and_cli_errors_are_explained(tmp_path):
+    shipped = read_pool()
+    assert len(shipped.texts) > 2500 and {"color", "shape", "texture", "object", "position"} <= set(shipped.concepts)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("color\ta red thing\njust text\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:2: every line of a labelled pool"):
+        read_pool(bad)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("a red thing\na square\n")
+    with pytest.raises(ValueError, match="has no concept labels.*--cluster hdbscan"):
+        label_concepts(read_pool(plain))
+    with pytest.raises(ValueError, match="is a dataset config: pass --root"):
+        tool.main(["--backbone", "tiny-test", "--random-init", "--images", "configs/datasets/dtd.yaml", "--out", "x.json"])
+    with pytest.raises(ValueError, match=r"layers are 1-based in 1..2, got \[3\]"):
+        tool.main(["--backbone", "tiny-test", "--random-init", "--images", str(tmp_path), "--out", "x.json", "--layers", "2-3"])
+    with pytest.raises(FileNotFoundError, match=r"No images \(.*\) under"):
+        tool.main(["--backbone", "tiny-test", "--random-init", "--images", str(tmp_path), "--out", "x.json"])
