@@ -65,3 +65,43 @@ base2new_zeroshot() {
     run_job "$(base2new_dir test_new "${trainer}" "${cfg}" "${dataset}" "${seed}")" "${common[@]}" \
         DATASET.SUBSAMPLE_CLASSES new
 }
+
+xd_dir() {  # xd_dir train|test TRAINER CFG DATASET SEED
+    echo "output/cross_dataset/$1/$4/shots_${SHOTS}/$2/$3/seed$5"
+}
+
+# xd_train TRAINER CFG SEED [ARGS...]: train on all ImageNet classes, the cross-dataset source.
+xd_train() {
+    local trainer=$1 cfg=$2 seed=$3
+    shift 3
+    run_job "$(xd_dir train "${trainer}" "${cfg}" imagenet "${seed}")" \
+        --seed "${seed}" --trainer "${trainer}" \
+        --dataset-config-file configs/datasets/imagenet.yaml \
+        --config-file "configs/trainers/${trainer}/${cfg}.yaml" \
+        DATASET.NUM_SHOTS "${SHOTS}" "$@"
+}
+
+# xd_test TRAINER CFG DATASET SEED [ARGS...]: evaluate the ImageNet-trained model (its last
+# epoch, read from the config) on all classes of DATASET.
+xd_test() {
+    local trainer=$1 cfg=$2 dataset=$3 seed=$4
+    shift 4
+    local config="configs/trainers/${trainer}/${cfg}.yaml"
+    run_job "$(xd_dir test "${trainer}" "${cfg}" "${dataset}" "${seed}")" \
+        --seed "${seed}" --trainer "${trainer}" \
+        --dataset-config-file "configs/datasets/${dataset}.yaml" \
+        --config-file "${config}" \
+        --model-dir "$(xd_dir train "${trainer}" "${cfg}" imagenet "${seed}")" \
+        --load-epoch "$(max_epoch "${config}")" --eval-only "$@"
+}
+
+# few_shot TRAINER CFG DATASET SEED [ARGS...]: train and test on all classes with SHOTS shots.
+few_shot() {
+    local trainer=$1 cfg=$2 dataset=$3 seed=$4
+    shift 4
+    run_job "output/few_shot/${dataset}/shots_${SHOTS}/${trainer}/${cfg}/seed${seed}" \
+        --seed "${seed}" --trainer "${trainer}" \
+        --dataset-config-file "configs/datasets/${dataset}.yaml" \
+        --config-file "configs/trainers/${trainer}/${cfg}.yaml" \
+        DATASET.NUM_SHOTS "${SHOTS}" "$@"
+}

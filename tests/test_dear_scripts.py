@@ -1,0 +1,71 @@
+"""scripts/dear/*.sh: the commands they run, the shared output tree, skip rule, load epoch."""
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def fake_python(tmp_path):
+    """A PYTHON that records train.py calls (one line each) and runs `python -c` for real."""
+    log = tmp_path / "calls.txt"
+    stub = tmp_path / "python"
+    stub.write_text(f'#!/bin/bash\nif [ "$1" = "-c" ]; then exec python "$@"; fi\necho "$@" >> {log}\n')
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    return stub, log
+
+
+def run(script, *args, stub, env=None):
+    environ = {**os.environ, "PYTHON": str(stub), "DATA": "/data/x", **(env or {})}
+    subprocess.run(["bash", str(REPO / "scripts" / "dear" / script), *args], check=True, env=environ,
+                   capture_output=True, text=True)
+
+
+def test_base2new_train_and_test_commands(fake_python):
+    stub, log = fake_python
+    run("base2new_train.sh", "caltech101", "1", stub=stub)
+    run("base2new_test.sh", "caltech101", "1", stub=stub)
+    run("base2new_test.sh", "imagenet", "2", stub=stub)
+    train, test, imagenet = log.read_text().splitlines()
+    base = "output/base2new/train_base/caltech101/shots_16/DeAR/vit_b16/seed1"
+    assert train.startswith(f"train.py --root /data/x --output-dir {base} --seed 1 --trainer DeAR")
+    assert "--config-file configs/trainers/DeAR/vit_b16.yaml" in train
+    assert train.endswith("DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base")
+    assert "--output-dir output/base2new/test_new/caltech101/shots_16/DeAR/vit_b16/seed1" in test
+    assert f"--model-dir {base} --load-epoch 10 --eval-only" in test
+    assert test.endswith(f"DATASET.SUBSAMPLE_CLASSES new TRAINER.DEAR.ROLE_MAP {base}/role_map.json")
+    assert "configs/trainers/DeAR/vit_b16_imagenet.yaml" in imagenet and "--load-epoch 5 " in imagenet
+
+
+def test_finished_runs_are_skipped(fake_python, tmp_path):
+    stub, log = fake_python
+    done = tmp_path / "output/base2new/train_base/dtd/shots_16/DeAR/vit_b16/seed3"
+    done.mkdir(parents=True)
+    (done / "results.json").write_text("{}")
+    environ = {**os.environ, "PYTHON": str(stub)}
+    script = tmp_path / "scripts" / "dear"
+    script.mkdir(parents=True)
+    (script / "base2new_train.sh").write_text((REPO / "scripts/dear/base2new_train.sh").read_text())
+    (tmp_path / "scripts/common.sh").write_text((REPO / "scripts/common.sh").read_text())
+    out = subprocess.run(["bash", str(script / "base2new_train.sh"), "dtd", "3"], env=environ, check=True,
+                         capture_output=True, text=True).stdout
+    assert "The results exist at output/base2new/train_base/dtd/shots_16/DeAR/vit_b16/seed3" in out
+    assert not log.exists()
+
+
+def test_cross_dataset_and_few_shot_commands(fake_python):
+    stub, log = fake_python
+    run("xd_train.sh", "1", stub=stub)
+    run("xd_test.sh", "oxford_pets", "1", stub=stub)
+    run("few_shot.sh", "dtd", "2", stub=stub, env={"SHOTS_LIST": "1 4"})
+    xd_train, xd_test, one, four = log.read_text().splitlines()
+    source = "output/cross_dataset/train/imagenet/shots_16/DeAR/vit_b16_cross_datasets/seed1"
+    assert f"--output-dir {source} " in xd_train and "configs/datasets/imagenet.yaml" in xd_train
+    assert "--output-dir output/cross_dataset/test/oxford_pets/shots_16/DeAR/vit_b16_cross_datasets/seed1" in xd_test
+    assert f"--model-dir {source} --load-epoch 1 --eval-only TRAINER.DEAR.EVAL_ON target" in xd_test
+    assert "output/few_shot/dtd/shots_1/DeAR/vit_b16_few_shot/seed2" in one and one.endswith("DATASET.NUM_SHOTS 1")
+    assert "output/few_shot/dtd/shots_4/DeAR/vit_b16_few_shot/seed2" in four and four.endswith("DATASET.NUM_SHOTS 4")
