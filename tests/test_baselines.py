@@ -280,6 +280,29 @@ def test_cocoop_with_zero_meta_net_equals_plain_clip_on_the_init_words(clip, ima
     assert torch.allclose(logits, (clip.logit_scale.exp() * image @ text.t()).float(), atol=1e-5)
 
 
+# ---- precision -----------------------------------------------------------------------------------
+def test_every_method_trains_a_step_under_amp():
+    """amp on CPU is bf16 autocast over fp32 weights; the originals crash here."""
+    from backbone import autocast
+    clip = load_clip("tiny-test", pretrained=False, precision="amp")
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([0, 2])
+    models = {
+        "IVLP": DeepPromptCLIP(clip, IndependentPrompts(clip, CLASSES, 2, 2, 2, 2, "a photo of a")),
+        "MaPLe": DeepPromptCLIP(clip, MultiModalPrompts(clip, CLASSES, 2, "a photo of a", 2)),
+        "CoCoOp": CoCoOpCLIP(clip, CoCoOpPrompts(clip, CLASSES, 4, "")),
+    }
+    src = PromptSRCCLIP(clip, IndependentPrompts(clip, CLASSES, 2, 2, 2, 2, ""), teacher_text_features(clip, CLASSES, ("a photo of a {}.",)))
+    for name, model in [*models.items(), ("PromptSRC", src)]:
+        with autocast("amp", "cpu"):
+            if name == "PromptSRC":
+                loss = promptsrc_losses(model.train_outputs(images), labels, 25, 10)["total"]
+            else:
+                loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        grads = [p.grad for p in model.prompt_learner.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() and g.dtype == torch.float32 for g in grads), name
+
+
 # ---- parameter counts on ViT-B/16 ---------------------------------------------------------------
 def test_learnable_parameter_counts_on_vit_b16():
     clip = load_clip("ViT-B/16", pretrained=False)
