@@ -1,0 +1,6 @@
+#!/bin/bash
+# IVLP base-to-new, training on the base classes: bash scripts/ivlp/base2new_train.sh DATASET SEED [CFG]
+set -e
+cd "$(dirname "$0")/../.."
+source scripts/common.sh
+base2new_train IVLP "${3:-vit_b16_c2_ep5_batch4_2+2ctx}" "$1" "$2"

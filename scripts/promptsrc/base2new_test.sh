@@ -1,0 +1,6 @@
+#!/bin/bash
+# PromptSRC base-to-new, the base-trained model (last epoch of CFG) on the new classes: bash scripts/promptsrc/base2new_test.sh DATASET SEED [CFG]
+set -e
+cd "$(dirname "$0")/../.."
+source scripts/common.sh
+base2new_test PromptSRC "${3:-vit_b16_c2_ep20_batch4_4+4ctx}" "$1" "$2"
