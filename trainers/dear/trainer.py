@@ -23,7 +23,10 @@ Inferred where the paper is silent (each a config key; see docs/DEAR.md):
   - FUSION mmrl: fused logits on the training classes, CLS alone where EVAL_ON says the
     classes are targets (auto: DATASET.SUBSAMPLE_CLASSES new);
   - recipe (configs): AdamW, lr 1e-3, cosine, one constant warmup epoch at 1e-5, 10 epochs
-    (5 for ImageNet), batch 4, RRCROP_SCALE (0.5, 1), PREC amp.
+    (5 for ImageNet), batch 4, RRCROP_SCALE (0.5, 1), PREC amp;
+  - ROLE_MAP auto: Concept Entropy on the run's training images (at most AUTO_MAX_IMAGES),
+    AUTO_N_TEXTS 20 TextSpan texts per head over our labelled pool, AUTO_THRESHOLDS tertiles
+    (the analysis' own inferred choices are listed in headroles/ and docs/DEAR.md).
 """
 from __future__ import annotations
 
