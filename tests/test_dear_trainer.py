@@ -145,6 +145,8 @@ def test_config_errors_say_how_to_fix(data_root, tmp_path):
         build(argv(data_root, tmp_path / "e", tmp_path / "missing.json"))
     with pytest.raises(ValueError, match=r"TRAINER.DEAR.FUSION must be one of \('learned', 'cls', 'mmrl'\)"):
         build(argv(data_root, tmp_path / "e", "x.json", opts=("TRAINER.DEAR.FUSION", "avg")))
+    with pytest.raises(ValueError, match="ATTR_TOKENS False with K 0 leaves nothing to learn"):
+        build(argv(data_root, tmp_path / "e", "", opts=("TRAINER.DEAR.ATTR_TOKENS", "False", "TRAINER.DEAR.K", "0")))
     with pytest.raises(ValueError, match=r"TRAINER.DEAR.J=3 must be a 1-based vision layer in 1..2"):
         build(argv(data_root, tmp_path / "e", "", opts=("TRAINER.DEAR.J", "3", "TRAINER.DEAR.MASK", "none")))
 

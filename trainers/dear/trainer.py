@@ -131,6 +131,8 @@ class DeAR(ClipTrainer):
             raise ValueError(f"TRAINER.DEAR.ATTRIBUTES must be distinct and non-empty, got {list(c.ATTRIBUTES)}")
         if not 0 <= c.BETA <= 1 or not 0 < c.FUSION_CLS_INIT < 1:
             raise ValueError("TRAINER.DEAR.BETA must be in [0, 1] and FUSION_CLS_INIT in (0, 1)")
+        if not c.ATTR_TOKENS and c.K == 0:
+            raise ValueError("TRAINER.DEAR.ATTR_TOKENS False with K 0 leaves nothing to learn; keep one of them")
         if c.ATTR_TOKENS and c.MASK != "none" and not c.ROLE_MAP:
             raise RoleMapError(f"TRAINER.DEAR.ROLE_MAP is empty: {HOW_TO_MAKE.format(path='head_roles/<backbone>.json')}")
 
