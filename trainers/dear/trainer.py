@@ -40,9 +40,9 @@ from backbone import ClipBackbone
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
 from headroles.rolemap import HOW_TO_MAKE, RoleMap, RoleMapError, read_role_map
+from headroles.roles import THRESHOLD_MODES
 from trainers.common import ClipTrainer, accuracy
 from trainers.dear.auto import auto_role_map
-from headroles.roles import THRESHOLD_MODES
 from trainers.dear.masks import MASK_MODES, role_masks
 from trainers.dear.model import FUSIONS, DeARCLIP, DeAROutput, DeARSettings
 from trainers.templates import template_for
