@@ -29,7 +29,7 @@ from trainers.cocoop import CoCoOpCLIP, CoCoOpPrompts  # noqa: E402
 from trainers.coop import CoOpCLIP, PromptLearner  # noqa: E402
 from trainers.deep_prompts import DeepPromptCLIP, IndependentPrompts, count_learnable  # noqa: E402
 from trainers.maple import MultiModalPrompts  # noqa: E402
-from trainers.promptsrc import PromptSRCCLIP, promptsrc_losses, teacher_text_features  # noqa: E402
+from trainers.promptsrc import PromptSRCCLIP, promptsrc_losses  # noqa: E402
 
 METHODS = {
     "CoOp (16 ctx)": lambda clip, names: CoOpCLIP(clip, PromptLearner(clip, names, 16, "", False, "end")),
@@ -38,8 +38,7 @@ METHODS = {
         clip, IndependentPrompts(clip, names, 2, 2, 12, 12, "a photo of a")),
     "MaPLe (2, depth 9)": lambda clip, names: DeepPromptCLIP(clip, MultiModalPrompts(clip, names, 2, "a photo of a", 9)),
     "PromptSRC (4+4, depth 9)": lambda clip, names: PromptSRCCLIP(
-        clip, IndependentPrompts(clip, names, 4, 4, 9, 9, "a photo of a"),
-        teacher_text_features(clip, names, ("a photo of a {}.",))),
+        clip, IndependentPrompts(clip, names, 4, 4, 9, 9, "a photo of a"), names, ("a photo of a {}.",)),
 }
 
 

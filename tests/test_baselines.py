@@ -192,14 +192,16 @@ def test_promptsrc_teacher_text_is_the_template_average(clip):
 
 def test_promptsrc_image_teacher_is_the_shared_backbone_without_prompts(clip, images):
     learner = IndependentPrompts(clip, CLASSES, 4, 4, 2, 2, "a photo of a")
-    teacher = torch.randn(len(CLASSES), clip.embed_dim)
-    model = PromptSRCCLIP(clip, learner, teacher)
+    templates = ("a photo of a {}.", "a sketch of the {}.")
+    model = PromptSRCCLIP(clip, learner, CLASSES, templates)
+    assert model.teacher_text is None  # encoded at the first training step, not for eval-only runs
+    teacher = teacher_text_features(clip, CLASSES, templates)
     assert model.clip is clip and sum(p.numel() for p in model.parameters()) == sum(
         p.numel() for p in clip.parameters()) + count_learnable(learner)  # no second CLIP
     out = model.train_outputs(images)
     with torch.no_grad():
         plain = F.normalize(clip.encode_image(images), dim=-1)
-    assert torch.equal(out.teacher_image, plain)
+    assert torch.equal(out.teacher_image, plain) and torch.allclose(out.teacher_text, F.normalize(teacher, dim=-1))
     assert torch.allclose(out.teacher_logits, clip.logit_scale.exp() * plain @ F.normalize(teacher, dim=-1).t())
     assert not out.teacher_image.requires_grad and out.logits.requires_grad
 
@@ -291,7 +293,7 @@ def test_every_method_trains_a_step_under_amp():
         "MaPLe": DeepPromptCLIP(clip, MultiModalPrompts(clip, CLASSES, 2, "a photo of a", 2)),
         "CoCoOp": CoCoOpCLIP(clip, CoCoOpPrompts(clip, CLASSES, 4, "")),
     }
-    src = PromptSRCCLIP(clip, IndependentPrompts(clip, CLASSES, 2, 2, 2, 2, ""), teacher_text_features(clip, CLASSES, ("a photo of a {}.",)))
+    src = PromptSRCCLIP(clip, IndependentPrompts(clip, CLASSES, 2, 2, 2, 2, ""), CLASSES, ("a photo of a {}.",))
     for name, model in [*models.items(), ("PromptSRC", src)]:
         with autocast("amp", "cpu"):
             if name == "PromptSRC":

@@ -2,14 +2,15 @@
 (L1 on text and image features, KL on logits) and Gaussian Prompt Aggregation (GPA).
 
 Both teachers come from the one frozen ClipBackbone: the text teacher is the class feature
-averaged over 60 ImageNet templates, encoded once at build time; the image teacher is the
-same image tower run without prompt hooks.
+averaged over 60 ImageNet templates, encoded once (at the first training step, so that
+eval-only runs skip it); the image teacher is the same image tower run without prompt hooks.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,7 @@ from trainers.ivlp import independent_prompts
 
 
 @torch.no_grad()
-def teacher_text_features(clip: ClipBackbone, classnames: list[str], templates=IMAGENET_TEMPLATES) -> Tensor:
+def teacher_text_features(clip: ClipBackbone, classnames: list[str], templates: Sequence[str] = IMAGENET_TEMPLATES) -> Tensor:
     """[C, embed_dim] frozen-CLIP class features averaged over the templates (not normalised,
     as the official code averages before normalising)."""
     names = [name.replace("_", " ") for name in classnames]
@@ -48,18 +49,30 @@ class SRCOutputs:
 
 
 class PromptSRCCLIP(DeepPromptCLIP):
-    def __init__(self, clip: ClipBackbone, prompt_learner: IndependentPrompts, teacher_text: Tensor):
+    def __init__(self, clip: ClipBackbone, prompt_learner: IndependentPrompts, classnames: list[str],
+                 templates: Sequence[str] = IMAGENET_TEMPLATES):
         super().__init__(clip, prompt_learner)
-        self.register_buffer("teacher_text", F.normalize(teacher_text, dim=-1), persistent=False)
+        self.classnames, self.templates = list(classnames), tuple(templates)
+        self.register_buffer("teacher_text", None, persistent=False)
+
+    def teacher(self) -> Tensor:
+        """[C, embed_dim] normalised text teacher, encoded on first use at the weights' own
+        precision (outside any autocast, as the official fp32 teacher)."""
+        if self.teacher_text is None:
+            with torch.autocast(self.clip.device.type, enabled=False):
+                feats = teacher_text_features(self.clip, self.classnames, self.templates)
+            self.teacher_text = F.normalize(feats, dim=-1)
+        return self.teacher_text
 
     def train_outputs(self, images: Tensor) -> SRCOutputs:
         scale = self.clip.logit_scale.exp()
+        teacher_text = self.teacher()
         text = F.normalize(self.text_features(), dim=-1)
         image = F.normalize(self.image_features(images), dim=-1)
         with torch.no_grad():
             teacher_image = F.normalize(self.clip.encode_image(images.to(self.clip.dtype)), dim=-1)
-            teacher_logits = scale * teacher_image @ self.teacher_text.to(teacher_image.dtype).t()
-        return SRCOutputs(scale * image @ text.t(), text, image, self.teacher_text, teacher_image, teacher_logits)
+            teacher_logits = scale * teacher_image @ teacher_text.to(teacher_image.dtype).t()
+        return SRCOutputs(scale * image @ text.t(), text, image, teacher_text, teacher_image, teacher_logits)
 
 
 def promptsrc_losses(out: SRCOutputs, labels: Tensor, text_weight: float, image_weight: float) -> dict[str, Tensor]:
@@ -132,9 +145,7 @@ class PromptSRC(ClipTrainer):
         learner = independent_prompts(clip, classnames, c)
         print(f"Learnable parameters: {count_learnable(learner):,}")
         self.load_init_weights(learner)
-        with self.autocast():
-            teacher = teacher_text_features(clip, classnames)
-        self.model = PromptSRCCLIP(clip, learner, teacher)
+        self.model = PromptSRCCLIP(clip, learner, classnames)
         optim = build_optimizer(learner, self.cfg.OPTIM)
         self.register_model("prompt_learner", learner, optim, build_lr_scheduler(optim, self.cfg.OPTIM))
         self.gpa = PromptAggregator(gpa_weights(self.max_epoch, c.GPA_MEAN, c.GPA_STD))
