@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from backbone import load_clip
 from trainers.cocoop import CoCoOpCLIP, CoCoOpPrompts
+from trainers.coop import PromptLearner
 from trainers.deep_prompts import ClassPrompts, DeepPromptCLIP, IndependentPrompts, count_learnable, text_hooks, vision_hooks
 from trainers.maple import MultiModalPrompts
 from trainers.promptsrc import (
@@ -310,6 +311,7 @@ def test_learnable_parameter_counts_on_vit_b16():
     clip = load_clip("ViT-B/16", pretrained=False)
     t, v, e = clip.text_width, clip.vision_width, clip.embed_dim
     counts = {
+        "CoOp 16 ctx": PromptLearner(clip, ["a", "b"], 16, "", False, "end"),
         "MaPLe 2 ctx, depth 9": MultiModalPrompts(clip, ["a", "b"], 2, "a photo of a", 9),
         "IVLP/PromptSRC 4+4 ctx, depth 9": IndependentPrompts(clip, ["a", "b"], 4, 4, 9, 9, "a photo of a"),
         "IVLP 2+2 ctx, depth 12": IndependentPrompts(clip, ["a", "b"], 2, 2, 12, 12, "a photo of a"),
@@ -320,6 +322,7 @@ def test_learnable_parameter_counts_on_vit_b16():
     for k, n in counts.items():
         print(f"{k}: {n:,} learnable parameters")
     assert (t, v, e) == (512, 768, 512)
+    assert counts["CoOp 16 ctx"] == 16 * t == 8_192
     assert counts["MaPLe 2 ctx, depth 9"] == 9 * (t * v + v) + 9 * 2 * t == 3_555_072
     assert counts["IVLP/PromptSRC 4+4 ctx, depth 9"] == 9 * 4 * (t + v) == 46_080
     assert counts["IVLP 2+2 ctx, depth 12"] == 12 * 2 * (t + v) == 30_720

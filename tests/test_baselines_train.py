@@ -7,10 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from backbone import load_clip
 from engine.config import get_cfg, merge_file
+from engine.registry import TRAINER_REGISTRY
 from engine.trainer import TrainerX
 from tests.minidata import make_caltech_like
 from train import main
+from trainers.cocoop import CoCoOpPrompts
+from trainers.deep_prompts import count_learnable
+from trainers.ivlp import independent_prompts
+from trainers.maple import MultiModalPrompts
 from trainers.promptsrc import PromptSRC, gpa_weights
 
 METHODS = {
@@ -104,9 +110,22 @@ def test_promptsrc_gpa_survives_a_resume_and_lands_in_the_last_checkpoint(data_r
 CONFIGS = sorted(p for m in METHODS for p in Path("configs/trainers", m).glob("*.yaml"))
 
 
+@pytest.fixture(scope="module")
+def tiny_attr():
+    return load_clip("tiny-attr", pretrained=False)
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_config_merges(path):
+def test_config_merges_and_tiny_configs_fit_tiny_attr(path, tiny_attr):
     cfg = get_cfg()
     merge_file(cfg, str(path))
-    node = cfg.TRAINER[{"CoCoOp": "COCOOP", "IVLP": "IVLP", "MaPLe": "MAPLE", "PromptSRC": "PROMPTSRC"}[path.parent.name]]
+    trainer = TRAINER_REGISTRY.get(path.parent.name)
+    node = cfg.TRAINER[trainer.CONFIG_NODE]
     assert node.PREC in ("fp16", "fp32") and cfg.OPTIM.MAX_EPOCH >= 1
+    if path.stem.startswith("tiny_"):
+        assert cfg.MODEL.BACKBONE.NAME == "tiny-attr" and tuple(cfg.INPUT.SIZE) == (tiny_attr.image_size,) * 2
+        learner = {
+            "CoCoOp": lambda: CoCoOpPrompts(tiny_attr, ["a", "b"], node.N_CTX, node.CTX_INIT),
+            "MaPLe": lambda: MultiModalPrompts(tiny_attr, ["a", "b"], node.N_CTX, node.CTX_INIT, node.PROMPT_DEPTH),
+        }.get(path.parent.name, lambda: independent_prompts(tiny_attr, ["a", "b"], node))()
+        assert count_learnable(learner) > 0
