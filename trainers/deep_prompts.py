@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from backbone import ClipBackbone, TowerHooks, append_tokens, replace_tokens
@@ -155,10 +154,6 @@ class DeepPromptCLIP(TextClassifier):
 
     def image_features(self, images: Tensor) -> Tensor:
         return self.clip.forward_image(images.to(self.clip.dtype), vision_hooks(self.prompt_learner.vision())).features
-
-    def logits(self, image: Tensor, text: Tensor) -> Tensor:
-        """Scaled cosine logits of image [B, E] against text [C, E] features."""
-        return (self.clip.logit_scale.exp() * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).t()).float()
 
 
 def count_learnable(module: nn.Module) -> int:
