@@ -22,7 +22,7 @@ def auto_settings(cfg, clip: ClipBackbone) -> AnalysisSettings:
     c = cfg.TRAINER.DEAR
     return AnalysisSettings(
         layers=tuple(range(c.J, clip.vision_layers + 1)), attributes=tuple(c.ATTRIBUTES),
-        n_texts=c.AUTO_N_TEXTS, thresholds=c.AUTO_THRESHOLDS,
+        n_texts=c.AUTO_N_TEXTS, thresholds=c.AUTO_THRESHOLDS, weighting=c.AUTO_WEIGHTING,
     )
 
 

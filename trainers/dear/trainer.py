@@ -25,7 +25,8 @@ Inferred where the paper is silent (each a config key; see docs/DEAR.md):
   - recipe (configs): AdamW, lr 1e-3, cosine, one constant warmup epoch at 1e-5, 10 epochs
     (5 for ImageNet), batch 4, RRCROP_SCALE (0.5, 1), PREC amp;
   - ROLE_MAP auto: Concept Entropy on the run's training images (at most AUTO_MAX_IMAGES),
-    AUTO_N_TEXTS 20 TextSpan texts per head over our labelled pool, AUTO_THRESHOLDS tertiles
+    AUTO_N_TEXTS 20 TextSpan texts per head over our labelled pool, AUTO_WEIGHTING count,
+    AUTO_THRESHOLDS tertiles
     (the analysis' own inferred choices are listed in headroles/ and docs/DEAR.md).
 """
 from __future__ import annotations
@@ -39,6 +40,7 @@ import torch.nn.functional as F
 from backbone import ClipBackbone
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
+from headroles.concepts import WEIGHTINGS
 from headroles.rolemap import HOW_TO_MAKE, RoleMap, RoleMapError, read_role_map
 from headroles.roles import THRESHOLD_MODES
 from trainers.common import ClipTrainer, accuracy
@@ -103,6 +105,7 @@ class DeAR(ClipTrainer):
         "AUTO_MAX_IMAGES": 1000,
         "AUTO_N_TEXTS": 20,
         "AUTO_THRESHOLDS": "tertiles",
+        "AUTO_WEIGHTING": "count",  # P(l,h) from text counts or from explained variance
         "ATTRIBUTES": ["color", "shape", "texture", "object", "position"],
         "ATTR_TOKENS": True,
         "MASK": "role",  # role | generalization (only Generalization heads masked) | none
@@ -124,7 +127,8 @@ class DeAR(ClipTrainer):
         super().check_cfg(cfg)
         c = cfg.TRAINER.DEAR
         for key, value, choices in (("FUSION", c.FUSION, FUSIONS), ("MASK", c.MASK, MASK_MODES), ("EVAL_ON", c.EVAL_ON, EVAL_ON),
-                                    ("AUTO_THRESHOLDS", c.AUTO_THRESHOLDS, THRESHOLD_MODES)):
+                                    ("AUTO_THRESHOLDS", c.AUTO_THRESHOLDS, THRESHOLD_MODES),
+                                    ("AUTO_WEIGHTING", c.AUTO_WEIGHTING, WEIGHTINGS)):
             if value not in choices:
                 raise ValueError(f"TRAINER.DEAR.{key} must be one of {choices}, got {value!r}")
         if len(set(c.ATTRIBUTES)) != len(c.ATTRIBUTES) or not c.ATTRIBUTES:
