@@ -6,6 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_POOL = Path(__file__).with_name("text_pool.tsv")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shown(path: Path) -> str:
+    """The path as recorded in role maps: relative to the repository when inside it."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(REPO)) if resolved.is_relative_to(REPO) else str(path)
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,7 @@ def read_pool(path: str | Path = DEFAULT_POOL) -> TextPool:
     if not rows:
         raise ValueError(f"Text pool {path} is empty")
     if not all(tabbed):
-        return TextPool(tuple(line.strip() for _, line in rows), None, str(path))
+        return TextPool(tuple(line.strip() for _, line in rows), None, shown(path))
     labels, texts = [], []
     for n, line in rows:
         concept, _, text = line.partition("\t")
@@ -41,4 +48,4 @@ def read_pool(path: str | Path = DEFAULT_POOL) -> TextPool:
             raise ValueError(f"{path}:{n}: expected `concept<TAB>text`, got {line!r}")
         labels.append(concept.strip())
         texts.append(text.strip())
-    return TextPool(tuple(texts), tuple(labels), str(path))
+    return TextPool(tuple(texts), tuple(labels), shown(path))
