@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from backbone import load_clip
-from headroles.rolemap import RoleMapError, parse_role_map
+from headroles.rolemap import RoleMapError, parse_role_map, read_role_map
 from tests.minidata import make_caltech_like
 from train import main, parse_args, setup_cfg
 from trainers.dear.masks import role_masks
@@ -193,3 +193,16 @@ def test_auto_role_map_is_computed_once_and_cached(data_root, tmp_path, capsys):
     assert "using the cached analysis" in capsys.readouterr().out
     assert (tmp_path / "b" / "role_map.json").read_text() == cached[0].read_text()
     assert torch.equal(first.model.masks, second.model.masks)
+
+
+def test_tiny_attr_config_role_map_covers_its_deep_layers():
+    import yaml
+    c = yaml.safe_load(open("configs/trainers/DeAR/tiny_ep10_batch4.yaml"))["TRAINER"]["DEAR"]
+    rm = read_role_map(c["ROLE_MAP"])
+    arch = json.load(open("backbone/model_configs/tiny-attr.json"))["vision_cfg"]
+    layers, heads = arch["layers"], arch["width"] // arch["head_width"]
+    n_orig = 1 + (arch["image_size"] // arch["patch_size"]) ** 2
+    masks = role_masks(rm, list(range(c["J"], layers + 1)), heads, c["ATTRIBUTES"], n_orig, c["MASK"])
+    length = n_orig + len(c["ATTRIBUTES"])
+    assert masks.shape == (layers - c["J"] + 1, heads, length, length)
+    assert {h.attribute for h in rm.heads if h.role == "attribute"} <= set(c["ATTRIBUTES"])
