@@ -1,5 +1,6 @@
 """Importing this package registers every dataset in DATASET_REGISTRY."""
 from datasets import (  # noqa: F401
+    attribute_world,
     caltech101,
     dtd,
     eurosat,
