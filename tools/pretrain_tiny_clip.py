@@ -181,7 +181,7 @@ def main(argv=None) -> None:
     checkpoint()
     recalibrate_stem_norms(model, render_pool(CALIB_SEED, CALIB_POOL)[0])
     final = evaluate(model, pool, step, args.workdir / "metrics.jsonl")
-    half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    half = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     atomic_write(args.out, lambda tmp: torch.save(half, tmp))
     summary = {"steps": step, "planned_steps": args.steps, "samples": step * args.batch_size,
                "wall_minutes": round(elapsed / 60, 1), "final_loss_mean_last_50": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
