@@ -20,8 +20,8 @@ from attrworld.sampling import training_batch
 from attrworld.spec import ATTRIBUTES, COLORS, Attributes, sample_attributes
 from attrworld.zeroshot import load_images, load_tiny_attr, predict
 from backbone.model_configs import WEIGHTS_DIR, build_model, read_config
-from engine.config import get_cfg
 from engine.data.base import DATASET_REGISTRY
+from tests.replica import load as load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,18 +103,8 @@ def data_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("DATA")
 
 
-def make_cfg(root: Path, name: str, shots: int = -1, subsample: str = "all", seed: int = 1):
-    cfg = get_cfg()
-    cfg.DATASET.ROOT = str(root)
-    cfg.DATASET.NAME = name
-    cfg.DATASET.NUM_SHOTS = shots
-    cfg.DATASET.SUBSAMPLE_CLASSES = subsample
-    cfg.SEED = seed
-    return cfg
-
-
 def load(root: Path, name: str, **kwargs):
-    return DATASET_REGISTRY.get(name)(make_cfg(root, name, **kwargs))
+    return load_dataset(name, root, **kwargs)
 
 
 @pytest.mark.parametrize("name", list(derived.DATASETS))
