@@ -31,3 +31,10 @@ def template_for(dataset_name: str) -> str:
     if dataset_name in DATASET_REGISTRY:
         return getattr(DATASET_REGISTRY.get(dataset_name), "TEMPLATE", DEFAULT_TEMPLATE)
     return DEFAULT_TEMPLATE
+
+
+def class_prompts(dataset_name: str, classnames: list[str]) -> list[str]:
+    """Every class's hand-written prompt (CoOp's zero-shot text): the dataset's template
+    filled with the class name, underscores read as spaces."""
+    template = template_for(dataset_name)
+    return [template.format(name.replace("_", " ")) for name in classnames]
