@@ -1,121 +1,85 @@
-"""Tabulate base-to-new results from the output tree the scripts write.
+"""One comparison table from the output tree the scripts write (scripts/common.sh).
 
-    python tools/compare.py output/ [--protocol base2new] [--format md|csv|latex|plain]
+    python tools/compare.py output/ [--protocol base2new|xd|dg|fewshot] [--format md|csv|latex|plain]
+                            [--methods NAME ...] [--datasets NAME ...] [--reported] [--plot out.png]
 
-Reads `results.json` of `base2new/train_base/<dataset>/shots_<K>/<trainer>/<cfg>/seed<S>` (Base)
-and of the matching `test_new/...` run (New). Per dataset and method it prints Base and New
-as mean ± std over seeds and HM = 2·B·N/(B+N) of the two means (the convention of the
-CoCoOp/MaPLe/PromptSRC tables), the seeds found, and an average row per method.
+Protocols and the runs they read (<run> = <dataset>/shots_<K>/<trainer>/<cfg>/seed<S>/results.json):
+  base2new  base2new/train_base/<run> (Base) and base2new/test_new/<run> (New): Base, New, HM per
+            dataset and method, and the average over datasets.
+  xd        cross_dataset/train/imagenet/<run> (the source; or cross_dataset/test/imagenet for a
+            method without training, e.g. ZeroshotCLIP) and cross_dataset/test/<run> (the targets:
+            every dataset but imagenet and the four below), with the average over the targets.
+  dg        the same tree; targets imagenetv2, imagenet_sketch, imagenet_a, imagenet_r.
+  fewshot   few_shot/<run>: one column per shot count, and the average over datasets.
+
+Each number is the mean ± std over seeds (ddof 0). A method is its trainer's name, or
+`Trainer (cfg)` when the tree has several configs of that trainer. Footnotes under the table say
+how HM and the averages are made and list partial averages and missing runs; with --format csv
+they go to stderr, so stdout is the CSV alone. Its columns (one number per cell, empty if none):
+  base2new  dataset,method,config,seeds,base_mean,base_std,new_mean,new_std,hm_of_means,
+            hm_per_seed_mean,hm_per_seed_std   (dataset "average" for the average rows)
+  xd, dg    dataset,role,method,config,seeds,acc_mean,acc_std   (role: source, target or average;
+            the average row has dataset "average")
+  fewshot   dataset,method,config,shots,seeds,acc_mean,acc_std   (dataset "average" likewise)
+--reported adds published numbers from tools/reported_results.csv as "Method (reported)" rows.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-from collections import defaultdict
+import sys
 from pathlib import Path
-from typing import NamedTuple
 
-from tabulate import tabulate
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds the tools package
 
-FORMATS = {"md": "github", "csv": "csv", "latex": "latex", "plain": "simple"}
+from tools.compare_base2new import Base2New, base2new  # noqa: E402
+from tools.compare_fewshot import FewShot, few_shot  # noqa: E402
+from tools.compare_format import TABLE_FORMATS, notes, render  # noqa: E402
+from tools.compare_plot import save_plot  # noqa: E402  (matplotlib is imported only when a plot is drawn)
+from tools.compare_reported import REPORTED_FILE, load_reported  # noqa: E402
+from tools.compare_transfer import Transfer, transfer  # noqa: E402
+from tools.compare_tree import Selection  # noqa: E402
 
-
-class RunKey(NamedTuple):
-    dataset: str
-    shots: str
-    trainer: str
-    cfg: str
-
-
-def read_test_accuracy(path: Path) -> float:
-    return json.loads(path.read_text())["evaluations"]["test"]["metrics"]["accuracy"]
+PROTOCOLS = ("base2new", "xd", "dg", "fewshot")
 
 
-def collect(root: Path, part: str) -> dict[RunKey, dict[str, float]]:
-    """{run key: {seed folder: accuracy}} for one half (train_base or test_new)."""
-    runs: dict[RunKey, dict[str, float]] = defaultdict(dict)
-    for path in sorted((root / "base2new" / part).glob("*/shots_*/*/*/seed*/results.json")):
-        seed_dir = path.parent
-        cfg_dir = seed_dir.parent
-        trainer_dir = cfg_dir.parent
-        shots_dir = trainer_dir.parent
-        key = RunKey(shots_dir.parent.name, shots_dir.name.removeprefix("shots_"), trainer_dir.name, cfg_dir.name)
-        runs[key][seed_dir.name] = read_test_accuracy(path)
-    return runs
+def compare(root: Path, protocol: str, selection: Selection, reported: bool) -> Base2New | Transfer | FewShot:
+    if protocol == "fewshot":
+        return few_shot(root, selection)
+    published = load_reported(protocol) if reported else []
+    if protocol == "base2new":
+        return base2new(root, selection, published)
+    return transfer(root, protocol, selection, published)
 
 
-def harmonic_mean(base: float, new: float) -> float:
-    return 2 * base * new / (base + new) if base + new else 0.0
+def footnote(line: str, fmt: str) -> str:
+    """A note under the table: a LaTeX comment, a markdown list item (indented: nested), or plain text."""
+    if fmt == "latex":
+        return f"% {line}"
+    if fmt == "md":
+        return f"  - {line.strip()}" if line.startswith("  ") else f"- {line}"
+    return line
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-class Row(NamedTuple):
-    key: RunKey
-    base: tuple[float, float]
-    new: tuple[float, float]
-    hm: float
-    seeds: int
-    missing: list[str]
-
-
-def base2new_rows(root: Path) -> list[Row]:
-    base, new = collect(root, "train_base"), collect(root, "test_new")
-    rows = []
-    for key in sorted(set(base) | set(new)):
-        seeds = sorted(set(base.get(key, {})) & set(new.get(key, {})))
-        missing = [f"{part}/{s}" for part, runs in (("train_base", base), ("test_new", new))
-                   for s in sorted(set(base.get(key, {})) | set(new.get(key, {}))) if s not in runs.get(key, {})]
-        if not seeds:
-            rows.append(Row(key, (float("nan"), 0.0), (float("nan"), 0.0), float("nan"), 0, missing))
-            continue
-        b = mean_std([base[key][s] for s in seeds])
-        n = mean_std([new[key][s] for s in seeds])
-        rows.append(Row(key, b, n, harmonic_mean(b[0], n[0]), len(seeds), missing))
-    return rows
-
-
-def average_rows(rows: list[Row]) -> list[list]:
-    """Per method (trainer, cfg, shots): the mean over datasets of the seed means."""
-    groups: dict[tuple, list[Row]] = defaultdict(list)
-    for row in rows:
-        if row.seeds:
-            groups[(row.key.trainer, row.key.cfg, row.key.shots)].append(row)
-    out = []
-    for (trainer, cfg, shots), members in sorted(groups.items()):
-        b = statistics.fmean(r.base[0] for r in members)
-        n = statistics.fmean(r.new[0] for r in members)
-        out.append([f"average ({len(members)})", trainer, cfg, shots, f"{b:.2f}", f"{n:.2f}",
-                    f"{harmonic_mean(b, n):.2f}", "", ""])
-    return out
-
-
-def render(rows: list[Row], fmt: str) -> str:
-    def pm(ms: tuple[float, float]) -> str:
-        return f"{ms[0]:.2f} ± {ms[1]:.2f}"
-
-    table = [[r.key.dataset, r.key.trainer, r.key.cfg, r.key.shots, pm(r.base), pm(r.new), f"{r.hm:.2f}",
-              r.seeds, ", ".join(r.missing)] for r in rows]
-    if len({r.key.dataset for r in rows}) > 1:
-        table += average_rows(rows)
-    headers = ["dataset", "method", "config", "shots", "Base", "New", "HM", "seeds", "missing"]
-    return tabulate(table, headers=headers, tablefmt=FORMATS[fmt])
-
-
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("root", type=Path, help="the output folder holding base2new/")
-    p.add_argument("--protocol", choices=["base2new"], default="base2new")
-    p.add_argument("--format", choices=sorted(FORMATS), default="plain")
+    p.add_argument("root", type=Path, help="the output folder (holding base2new/, cross_dataset/, few_shot/)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="base2new")
+    p.add_argument("--format", choices=[*TABLE_FORMATS, "csv"], default="plain")
+    p.add_argument("--methods", nargs="+", default=(), help="trainer names or trainer/cfg (default: all)")
+    p.add_argument("--datasets", nargs="+", default=(), help="dataset folder names (default: all)")
+    p.add_argument("--reported", action="store_true", help=f"add the published numbers of {REPORTED_FILE.name}")
+    p.add_argument("--plot", type=Path, help="also draw the comparison to this image file (needs matplotlib)")
     args = p.parse_args(argv)
-    rows = base2new_rows(args.root)
-    if not rows:
-        raise SystemExit(f"No base2new results under {args.root / 'base2new'}: run a base2new script first")
-    print(render(rows, args.format))
-    print("HM is the harmonic mean of the mean Base and mean New accuracies; ± is the std over seeds.")
+    result = compare(args.root, args.protocol, Selection(tuple(args.methods), tuple(args.datasets)), args.reported)
+    lines = notes(result, args.reported)
+    print(render(result, args.format))
+    if args.format == "csv":
+        print("\n".join(lines), file=sys.stderr)
+    else:
+        print("\n" + "\n".join(footnote(line, args.format) for line in lines))
+    if args.plot:
+        save_plot(result, args.plot)
+        print(f"plot: {args.plot}", file=sys.stderr)
 
 
 if __name__ == "__main__":
