@@ -96,7 +96,7 @@ def test_learnable_parameters_are_2_d_d_over_reduction(backbone, reduction, expe
     assert sum(p.numel() for p in learnable.values()) == expected
 
 
-def test_ratio_zero_gives_zero_shot_clips_logits_exactly(data_root, tmp_path):
+def test_ratio_zero_is_zero_shot_clip_exactly_and_0_2_mixes_the_adapter_in(data_root, tmp_path):
     zeroshot = build(argv(data_root, tmp_path / "zs", trainer="ZeroshotCLIP", config="ZeroshotCLIP/tiny"))
     adapted = build(argv(data_root, tmp_path / "ca0", opts=("TRAINER.CLIPADAPTER.RATIO", "0.0")))
     default = build(argv(data_root, tmp_path / "ca"))
@@ -108,6 +108,9 @@ def test_ratio_zero_gives_zero_shot_clips_logits_exactly(data_root, tmp_path):
         with adapted.evaluation_context(), zeroshot.evaluation_context():
             assert torch.equal(adapted.model(images), zeroshot.model(images))
         assert not torch.allclose(default.model(images), expected)  # the adapter does act at 0.2
+        x, a = default.model.clip.encode_image(images), default.model.adapter
+        by_hand = 0.2 * torch.relu(torch.relu(x @ a.down.weight.t()) @ a.up.weight.t()) + 0.8 * x
+        torch.testing.assert_close(default.model.image_features(images), by_hand)
 
 
 # ---- training ------------------------------------------------------------------------------
@@ -161,3 +164,21 @@ def test_shipped_configs_merge_and_sweep_configs_exist():
         assert dict(merged[name].TRAINER.CLIPADAPTER) == {"REDUCTION": 4, "RATIO": 0.2, "PREC": "fp32"}
     assert merged["vit_b16"].MODEL.BACKBONE.NAME == "ViT-B/16" and merged["vit_b16"].OPTIM.MAX_EPOCH == 200
     assert merged["tiny"].MODEL.BACKBONE.NAME == "tiny-attr" and tuple(merged["tiny"].INPUT.SIZE) == (64, 64)
+
+
+@pytest.mark.parametrize("protocol,options,expected", [
+    ("base2new", ["--config-set", "tiny", "--datasets", "attr_color_shape"],
+     ["base2new_train CLIPAdapter tiny attr_color_shape 1", "base2new_test CLIPAdapter tiny attr_color_shape 1"]),
+    ("xd", ["--datasets", "dtd"], ["xd_train CLIPAdapter vit_b16 1", "xd_test CLIPAdapter vit_b16 dtd 1"]),
+    ("dg", ["--datasets", "imagenet_r"], ["xd_train CLIPAdapter vit_b16 1", "xd_test CLIPAdapter vit_b16 imagenet_r 1"]),
+    ("fewshot", ["--datasets", "dtd", "--shots", "1", "4"],
+     ["SHOTS=1 bash scripts/run.sh few_shot CLIPAdapter vit_b16 dtd 1",
+      "SHOTS=4 bash scripts/run.sh few_shot CLIPAdapter vit_b16 dtd 1"]),
+])
+def test_sweep_dry_run_lists_the_runs_of_the_new_trainer(capsys, protocol, options, expected):
+    from tools import sweep
+
+    assert sweep.main(["--dry-run", "--protocol", protocol, "--methods", "CLIPAdapter", "--seeds", "1", *options]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(expected) and all(line.endswith(e) for line, e in zip(lines, expected)), lines
+
