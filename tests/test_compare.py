@@ -116,16 +116,23 @@ def test_reported_rows_are_added_and_marked(b2n_tree, capsys):
     out, _ = run([b2n_tree, "--format", "csv", "--reported"], capsys)
     promptsrc = next(r for r in csv.DictReader(io.StringIO(out)) if r["method"] == "PromptSRC (reported)")
     assert promptsrc["dataset"] == "average" and promptsrc["hm_of_means"] == "79.9700" and promptsrc["seeds"] == ""
+    dear = next(r for r in csv.DictReader(io.StringIO(out)) if r["method"] == "DeAR (reported)" and r["dataset"] == "average")
+    assert (dear["base_mean"], dear["new_mean"], dear["hm_of_means"]) == ("85.9400", "", "")
 
 
 def test_reported_file_rows_are_consistent_and_sourced():
     rows = load_reported("base2new")
-    assert {r.method for r in rows} == {"ZeroshotCLIP", "CoOp", "CoCoOp", "MaPLe", "IVLP", "PromptSRC"}
+    assert {r.method for r in rows} == {"ZeroshotCLIP", "CoOp", "CoCoOp", "MaPLe", "IVLP", "PromptSRC", "DeAR", "MMRL"}
     for row in rows:
+        if row.method in ("DeAR", "MMRL"):  # Base only, as the DeAR paper's comparison is quoted in the DeAR issue
+            assert row.source.startswith("DeAR paper") and row.new is None and row.hm is None, row
+            continue
         assert row.source.startswith("https://github.com/"), row
         assert round(harmonic_mean(row.base, row.new), 2) == row.hm, row  # the average is HM of averaged B and N
         assert (REPO / "configs" / "trainers" / row.method).is_dir(), row
         assert not row.config or (REPO / "configs" / "trainers" / row.method / f"{row.config}.yaml").is_file(), row
+    assert {(r.dataset, r.base) for r in rows if r.method == "DeAR"} == {("average", 85.94), ("imagenet", 78.12),
+                                                                         ("dtd", 83.9)}
     assert load_reported("xd") == [] and load_reported("dg") == []
 
 

@@ -48,7 +48,7 @@ def base2new_table(result: Base2New) -> tuple[list[str], list[list], list[list]]
     for r in result.rows:
         partial = r.covers and r.covers[0] < r.covers[1]
         dataset = f"{r.dataset} ({r.covers[0]}/{r.covers[1]})" if partial else r.dataset
-        shown.append([dataset, r.method, cell(r.base), cell(r.new), f"{r.hm_of_means:.2f}", number(r.base.seeds)])
+        shown.append([dataset, r.method, cell(r.base), cell(r.new), cell(Stat(r.hm_of_means)), number(r.base.seeds)])
         per_seed = r.hm_per_seed or Stat(None)
         rows.append([r.dataset, r.method, r.config, number(r.base.seeds), number(r.base.mean), number(r.base.std),
                      number(r.new.mean), number(r.new.std), number(r.hm_of_means), number(per_seed.mean),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tools.compare_base2new import AVERAGE, Base2New
 from tools.compare_fewshot import FewShot
+from tools.compare_stats import is_missing
 from tools.compare_transfer import Transfer
 
 DPI = 100
@@ -47,11 +48,12 @@ def plot_base2new(result: Base2New):
     series: dict[str, dict[str, float]] = {}
     for row in result.rows:
         if row.dataset in groups:
-            series.setdefault(row.method, {})[row.dataset] = row.hm_of_means
+            if not is_missing(row.hm_of_means):
+                series.setdefault(row.method, {})[row.dataset] = row.hm_of_means
     fig, (bars, scatter) = figure(14, 2, (3, 1))
     grouped_bars(bars, groups, series, "HM (%)")
     bars.set_title("Harmonic mean of Base and New per dataset")
-    for row in (r for r in result.rows if r.dataset == groups[-1]):
+    for row in (r for r in result.rows if r.dataset == groups[-1] and not is_missing(r.new.mean)):
         scatter.scatter(row.base.mean, row.new.mean, color=color(list(series).index(row.method)))
         scatter.annotate(row.method, (row.base.mean, row.new.mean), fontsize="small",
                          textcoords="offset points", xytext=(4, 4))
