@@ -71,10 +71,13 @@ def environment() -> dict:
 
 
 class ResultsWriter:
-    """Keeps OUT/results.json current: one entry per evaluated split.
+    """OUT/results.json, written once a run has finished: its presence means "finished".
 
-    The first write of a run moves a results.json left by an earlier run aside to
-    `results.json-<timestamp>`, so no result a user already has is lost.
+    `record` keeps an evaluated split in memory; `write` puts every recorded split in the
+    file. Evaluations during training (per-epoch val for TEST.FINAL_MODEL best_val) are only
+    recorded, so a run killed mid-training never looks finished to the skip rule of
+    scripts/common.sh's run_job. The first write of a run moves a results.json left by an
+    earlier run aside to `results.json-<timestamp>`, so no result a user already has is lost.
     """
 
     def __init__(self, output_dir: str | Path, meta: dict):
@@ -83,10 +86,12 @@ class ResultsWriter:
         self.evaluations: dict[str, dict] = {}
         self._claimed = False
 
-    def write(self, split: str, metrics: dict, **extra) -> None:
+    def record(self, split: str, metrics: dict, **extra) -> None:
+        self.evaluations[split] = {"metrics": {k: float(v) for k, v in metrics.items()}, **extra}
+
+    def write(self) -> None:
         if not self._claimed and self.path.exists():
             self.path.rename(self.path.with_name(f"results.json-{time.strftime('%Y-%m-%d-%H-%M-%S')}"))
         self._claimed = True
-        self.evaluations[split] = {"metrics": {k: float(v) for k, v in metrics.items()}, **extra}
         payload = {**self.meta, "evaluations": self.evaluations, "environment": environment()}
         atomic_write_text(self.path, json.dumps(payload, indent=2))

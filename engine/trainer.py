@@ -58,6 +58,7 @@ class TrainerX:
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.results = ResultsWriter(cfg.OUTPUT_DIR, self.run_metadata())
         self.best_result = -np.inf
+        self.in_training = False  # while True, evaluations are recorded but results.json is not written
 
     # ---- construction hooks -------------------------------------------------
     def check_cfg(self, cfg) -> None:
@@ -178,6 +179,7 @@ class TrainerX:
 
     # ---- training loop --------------------------------------------------------
     def train(self) -> None:
+        self.in_training = True
         self.before_train()
         for self.epoch in range(self.start_epoch, self.max_epoch):
             self.before_epoch()
@@ -193,7 +195,10 @@ class TrainerX:
 
     def after_train(self) -> None:
         print("Finish training")
-        if not self.cfg.TEST.NO_TEST:
+        self.in_training = False
+        if self.cfg.TEST.NO_TEST:
+            self.results.write()  # nothing to evaluate, but the run is finished
+        else:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
                 self.load_model(self.output_dir)
@@ -306,11 +311,13 @@ class TrainerX:
         results = self.evaluator.evaluate()
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
-        self.results.write(
+        self.results.record(
             split, results,
             epoch=self.epochs_done,
             wall_time_s=round(time.time() - self.time_start, 3),
         )
+        if not self.in_training:
+            self.results.write()
         return next(iter(results.values()))
 
     # ---- tensorboard ----------------------------------------------------------
