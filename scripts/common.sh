@@ -1,7 +1,9 @@
 # Sourced by every method's scripts: where the data is, the skip/resume rule, and the
 # protocol layouts, so that all methods write the same output tree.
 # DATA: set it in the environment (export DATA=/path/to/datasets); defaults to ./data.
+# OUTPUT: the root of the output tree; defaults to ./output (relative paths are from the repo root).
 DATA=${DATA:-data}
+OUTPUT=${OUTPUT:-output}
 PYTHON=${PYTHON:-python}
 SHOTS=${SHOTS:-16}
 
@@ -22,8 +24,20 @@ max_epoch() {
     "${PYTHON}" -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['OPTIM']['MAX_EPOCH'])" "$1"
 }
 
+# trained_epoch MODEL_DIR CONFIG_YAML: the last epoch of the model trained in MODEL_DIR. Its
+# results.json records the config it ran with, command-line overrides (OPTIM.MAX_EPOCH ...)
+# included; before that run has finished, CONFIG_YAML's MAX_EPOCH.
+trained_epoch() {
+    if [ -f "$1/results.json" ]; then
+        "${PYTHON}" -c "import json, sys; print(json.load(open(sys.argv[1]))['config']['OPTIM']['MAX_EPOCH'])" \
+            "$1/results.json"
+    else
+        max_epoch "$2"
+    fi
+}
+
 base2new_dir() {  # base2new_dir train_base|test_new TRAINER CFG DATASET SEED
-    echo "output/base2new/$1/$4/shots_${SHOTS}/$2/$3/seed$5"
+    echo "${OUTPUT}/base2new/$1/$4/shots_${SHOTS}/$2/$3/seed$5"
 }
 
 # base2new_train TRAINER CFG DATASET SEED [ARGS...]: train (or, with --eval-only, evaluate)
@@ -39,35 +53,38 @@ base2new_train() {
 }
 
 # base2new_test TRAINER CFG DATASET SEED [ARGS...]: evaluate the base-trained model (its
-# last epoch, read from the config) on the new classes.
+# last epoch: trained_epoch) on the new classes.
 base2new_test() {
     local trainer=$1 cfg=$2 dataset=$3 seed=$4
     shift 4
     local config="configs/trainers/${trainer}/${cfg}.yaml"
+    local model_dir
+    model_dir=$(base2new_dir train_base "${trainer}" "${cfg}" "${dataset}" "${seed}")
     run_job "$(base2new_dir test_new "${trainer}" "${cfg}" "${dataset}" "${seed}")" \
         --seed "${seed}" --trainer "${trainer}" \
         --dataset-config-file "configs/datasets/${dataset}.yaml" \
         --config-file "${config}" \
-        --model-dir "$(base2new_dir train_base "${trainer}" "${cfg}" "${dataset}" "${seed}")" \
-        --load-epoch "$(max_epoch "${config}")" --eval-only \
+        --model-dir "${model_dir}" \
+        --load-epoch "$(trained_epoch "${model_dir}" "${config}")" --eval-only \
         DATASET.NUM_SHOTS "${SHOTS}" DATASET.SUBSAMPLE_CLASSES new "$@"
 }
 
-# base2new_zeroshot TRAINER CFG DATASET SEED: a method without learnable weights, evaluated on
-# the base classes (train_base tree) and on the new classes (test_new tree).
+# base2new_zeroshot TRAINER CFG DATASET SEED [ARGS...]: a method without learnable weights,
+# evaluated on the base classes (train_base tree) and on the new classes (test_new tree).
 base2new_zeroshot() {
     local trainer=$1 cfg=$2 dataset=$3 seed=$4
+    shift 4
     local common=(--seed "${seed}" --trainer "${trainer}" --eval-only
         --dataset-config-file "configs/datasets/${dataset}.yaml"
         --config-file "configs/trainers/${trainer}/${cfg}.yaml")
     run_job "$(base2new_dir train_base "${trainer}" "${cfg}" "${dataset}" "${seed}")" "${common[@]}" \
-        DATASET.SUBSAMPLE_CLASSES base
+        DATASET.SUBSAMPLE_CLASSES base "$@"
     run_job "$(base2new_dir test_new "${trainer}" "${cfg}" "${dataset}" "${seed}")" "${common[@]}" \
-        DATASET.SUBSAMPLE_CLASSES new
+        DATASET.SUBSAMPLE_CLASSES new "$@"
 }
 
 xd_dir() {  # xd_dir train|test TRAINER CFG DATASET SEED
-    echo "output/cross_dataset/$1/$4/shots_${SHOTS}/$2/$3/seed$5"
+    echo "${OUTPUT}/cross_dataset/$1/$4/shots_${SHOTS}/$2/$3/seed$5"
 }
 
 # xd_train TRAINER CFG SEED [ARGS...]: train on all ImageNet classes, the cross-dataset source.
@@ -82,25 +99,55 @@ xd_train() {
 }
 
 # xd_test TRAINER CFG DATASET SEED [ARGS...]: evaluate the ImageNet-trained model (its last
-# epoch, read from the config) on all classes of DATASET.
+# epoch: trained_epoch) on all classes of DATASET.
 xd_test() {
     local trainer=$1 cfg=$2 dataset=$3 seed=$4
     shift 4
     local config="configs/trainers/${trainer}/${cfg}.yaml"
+    local model_dir
+    model_dir=$(xd_dir train "${trainer}" "${cfg}" imagenet "${seed}")
     run_job "$(xd_dir test "${trainer}" "${cfg}" "${dataset}" "${seed}")" \
         --seed "${seed}" --trainer "${trainer}" \
         --dataset-config-file "configs/datasets/${dataset}.yaml" \
         --config-file "${config}" \
-        --model-dir "$(xd_dir train "${trainer}" "${cfg}" imagenet "${seed}")" \
-        --load-epoch "$(max_epoch "${config}")" --eval-only "$@"
+        --model-dir "${model_dir}" \
+        --load-epoch "$(trained_epoch "${model_dir}" "${config}")" --eval-only "$@"
+}
+
+# xd_zeroshot TRAINER CFG DATASET SEED [ARGS...]: a method without learnable weights on all
+# classes of DATASET, in the cross-dataset test tree (there is no ImageNet model to load).
+xd_zeroshot() {
+    local trainer=$1 cfg=$2 dataset=$3 seed=$4
+    shift 4
+    run_job "$(xd_dir test "${trainer}" "${cfg}" "${dataset}" "${seed}")" \
+        --seed "${seed}" --trainer "${trainer}" --eval-only \
+        --dataset-config-file "configs/datasets/${dataset}.yaml" \
+        --config-file "configs/trainers/${trainer}/${cfg}.yaml" "$@"
+}
+
+few_shot_dir() {  # few_shot_dir TRAINER CFG DATASET SEED
+    echo "${OUTPUT}/few_shot/$3/shots_${SHOTS}/$1/$2/seed$4"
 }
 
 # few_shot TRAINER CFG DATASET SEED [ARGS...]: train and test on all classes with SHOTS shots.
 few_shot() {
     local trainer=$1 cfg=$2 dataset=$3 seed=$4
     shift 4
-    run_job "output/few_shot/${dataset}/shots_${SHOTS}/${trainer}/${cfg}/seed${seed}" \
+    run_job "$(few_shot_dir "${trainer}" "${cfg}" "${dataset}" "${seed}")" \
         --seed "${seed}" --trainer "${trainer}" \
+        --dataset-config-file "configs/datasets/${dataset}.yaml" \
+        --config-file "configs/trainers/${trainer}/${cfg}.yaml" \
+        DATASET.NUM_SHOTS "${SHOTS}" "$@"
+}
+
+# few_shot_zeroshot TRAINER CFG DATASET SEED [ARGS...]: a method without learnable weights on all
+# classes of DATASET. No shot count changes it, so it is one run, filed under shots_0.
+few_shot_zeroshot() {
+    local SHOTS=0
+    local trainer=$1 cfg=$2 dataset=$3 seed=$4
+    shift 4
+    run_job "$(few_shot_dir "${trainer}" "${cfg}" "${dataset}" "${seed}")" \
+        --seed "${seed}" --trainer "${trainer}" --eval-only \
         --dataset-config-file "configs/datasets/${dataset}.yaml" \
         --config-file "configs/trainers/${trainer}/${cfg}.yaml" \
         DATASET.NUM_SHOTS "${SHOTS}" "$@"

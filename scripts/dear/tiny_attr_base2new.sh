@@ -23,5 +23,5 @@ run_job "${DEAR_DIR}" --seed "${SEED}" --trainer DeAR \
     DATASET.NUM_SHOTS "${SHOTS}" DATASET.SUBSAMPLE_CLASSES base "$@"
 run_job "$(base2new_dir test_new DeAR "${DEAR_TAG}" "${DATASET}" "${SEED}")" --seed "${SEED}" --trainer DeAR \
     --dataset-config-file "configs/datasets/${DATASET}.yaml" --config-file "configs/trainers/DeAR/${DEAR_CFG}.yaml" \
-    --model-dir "${DEAR_DIR}" --load-epoch "$(max_epoch "configs/trainers/DeAR/${DEAR_CFG}.yaml")" --eval-only \
+    --model-dir "${DEAR_DIR}" --load-epoch "$(trained_epoch "${DEAR_DIR}" "configs/trainers/DeAR/${DEAR_CFG}.yaml")" --eval-only \
     DATASET.NUM_SHOTS "${SHOTS}" DATASET.SUBSAMPLE_CLASSES new TRAINER.DEAR.ROLE_MAP "${DEAR_DIR}/role_map.json" "$@"
