@@ -38,6 +38,23 @@ class TrainerX:
 
     CONFIG_NODE: ClassVar[str | None] = None
     CONFIG: ClassVar[dict] = {}
+    # tools/sweep.py: the config (configs/trainers/<Trainer>/<name>.yaml) the method's scripts
+    # use, by protocol: "base2new", "xd" (also "dg", which evaluates the xd model unless a "dg"
+    # key says otherwise), "fewshot", and "tiny" (the tiny-attr config for the attribute world,
+    # `--config-set tiny`). "<key>:<dataset>" overrides a key for the dataset the run trains on
+    # (e.g. "base2new:imagenet"), then "<key>:<K>shot" for K shots (e.g. "fewshot:1shot").
+    # A missing key makes the sweep ask for --configs.
+    SWEEP_CONFIGS: ClassVar[dict[str, str]] = {}
+    # False for methods without learnable weights: sweeps evaluate them (--eval-only) instead of
+    # training, with no model dir (see tools/sweep.py for where those runs land).
+    TRAINABLE: ClassVar[bool] = True
+
+    @classmethod
+    def sweep_opts(cls, step: str, dataset: str, model_dir: str) -> list[str]:
+        """KEY VALUE pairs the method's scripts add to one scripts/common.sh step (`step` is the
+        function name, e.g. "base2new_test"; `model_dir` the run it evaluates, "" if none), so
+        that a sweep issues exactly the scripts' command."""
+        return []
 
     def __init__(self, cfg):
         self.cfg = cfg

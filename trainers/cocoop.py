@@ -63,6 +63,8 @@ class CoCoOpCLIP(nn.Module):
 class CoCoOp(ClipTrainer):
     CONFIG_NODE = "COCOOP"
     CONFIG = {"N_CTX": 16, "CTX_INIT": "", "PREC": "fp16"}
+    SWEEP_CONFIGS = {"base2new": "vit_b16_c4_ep10_batch1_ctxv1", "xd": "vit_b16_c4_ep10_batch1_ctxv1",
+                     "tiny": "tiny_c4_ep5_batch4_ctxv1"}
 
     def build_model(self) -> None:
         c = self.cfg.TRAINER.COCOOP

@@ -92,6 +92,12 @@ class CoOpCLIP(TextClassifier):
 class CoOp(ClipTrainer):
     CONFIG_NODE = "COOP"
     CONFIG = {"N_CTX": 16, "CSC": False, "CTX_INIT": "", "PREC": "fp16", "CLASS_TOKEN_POSITION": "end"}
+    # base2new: scripts/coop/base2new_*.sh. xd and fewshot: scripts/coop/eval.sh and main.sh take
+    # the config as an argument; these are CoOp's choices (16 context tokens, no init): 50 epochs on
+    # ImageNet, and elsewhere 50 epochs for 1 shot, 100 for 2 and 4, 200 for 8 and 16.
+    SWEEP_CONFIGS = {"base2new": "vit_b16_ep50_ctxv1", "xd": "vit_b16_ep50", "fewshot": "vit_b16",
+                     "fewshot:imagenet": "vit_b16_ep50", "fewshot:1shot": "vit_b16_ep50",
+                     "fewshot:2shot": "vit_b16_ep100", "fewshot:4shot": "vit_b16_ep100", "tiny": "tiny_ep10"}
 
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)

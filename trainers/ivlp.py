@@ -22,6 +22,8 @@ class IVLP(ClipTrainer):
         "N_CTX_VISION": 2, "N_CTX_TEXT": 2, "CTX_INIT": "a photo of a", "PREC": "fp16",
         "PROMPT_DEPTH_VISION": 9, "PROMPT_DEPTH_TEXT": 9,
     }
+    SWEEP_CONFIGS = {"base2new": "vit_b16_c2_ep5_batch4_2+2ctx", "xd": "vit_b16_c2_ep5_batch4_2+2ctx",
+                     "tiny": "tiny_c2_ep5_batch4_2+2ctx"}
 
     def build_model(self) -> None:
         clip = self.load_backbone()

@@ -43,6 +43,8 @@ class MultiModalPrompts(DeepPrompts):
 class MaPLe(ClipTrainer):
     CONFIG_NODE = "MAPLE"
     CONFIG = {"N_CTX": 2, "CTX_INIT": "a photo of a", "PREC": "fp16", "PROMPT_DEPTH": 9}
+    SWEEP_CONFIGS = {"base2new": "vit_b16_c2_ep5_batch4_2ctx", "xd": "vit_b16_c2_ep5_batch4_2ctx_cross_datasets",
+                     "tiny": "tiny_c2_ep5_batch4_2ctx"}
 
     def build_model(self) -> None:
         c = self.cfg.TRAINER.MAPLE

@@ -22,6 +22,9 @@ class ZeroShotClassifier(TextClassifier):
 class ZeroshotCLIP(ClipTrainer):
     """Nothing trains; run it with --eval-only, as scripts/zsclip/zeroshot.sh does."""
 
+    SWEEP_CONFIGS = {"base2new": "vit_b16", "xd": "vit_b16", "fewshot": "vit_b16", "tiny": "tiny"}
+    TRAINABLE = False
+
     def build_model(self) -> None:
         clip = self.load_backbone()
         template = template_for(self.cfg.DATASET.NAME)

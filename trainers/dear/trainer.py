@@ -122,6 +122,19 @@ class DeAR(ClipTrainer):
         "RES_LORA_DIM": 4,
         "ATTR_PROJ_RANK": 0,
     }
+    SWEEP_CONFIGS = {"base2new": "vit_b16", "base2new:imagenet": "vit_b16_imagenet", "xd": "vit_b16_cross_datasets",
+                     "fewshot": "vit_b16_few_shot", "fewshot:imagenet": "vit_b16_imagenet", "tiny": "tiny_ep10_batch4"}
+
+    @classmethod
+    def sweep_opts(cls, step: str, dataset: str, model_dir: str) -> list[str]:
+        """As scripts/dear/*_test.sh: evaluations use the role map the model was trained with, and
+        cross-dataset targets (unseen classes) are scored with EVAL_ON target."""
+        role_map = ["TRAINER.DEAR.ROLE_MAP", f"{model_dir}/role_map.json"]
+        if step == "base2new_test":
+            return role_map
+        if step == "xd_test":
+            return ["TRAINER.DEAR.EVAL_ON", "target", *role_map]
+        return []
 
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
