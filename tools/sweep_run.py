@@ -1,0 +1,226 @@
+"""Executes tools/sweep.py's chains: parallel slots, per-chain logs, interruption, failure report.
+
+A stop (Ctrl-C, SIGTERM, SIGHUP) ends the running steps and starts no new one; train.py writes
+checkpoints and results.json atomically and results.json only once a run has finished, so
+rerunning the same sweep skips what finished and resumes the rest.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from tools.sweep import Chain, Step
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def finished(run_dir: str) -> bool:
+    return (REPO / run_dir / "results.json").is_file()
+
+
+def newest_log(run_dir: str) -> Path | None:
+    """The run's newest console log (train.py keeps log.txt and names a rerun's log.txt-<time>)."""
+    logs = list((REPO / run_dir).glob("log.txt*"))
+    return max(logs, key=lambda p: p.stat().st_mtime) if logs else None
+
+
+def visible_gpus() -> list[str]:
+    """CUDA_VISIBLE_DEVICES if set, else the GPUs nvidia-smi lists (none without it)."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip() not in ("", "-1")]
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return out.stdout.split() if out.returncode == 0 else []
+
+
+def slot_envs(jobs: int, gpus: list[str]) -> list[dict[str, str]]:
+    """Per parallel slot: a GPU, round-robin; on CPU, an equal share of the cores (OMP_NUM_THREADS,
+    unless the environment sets it)."""
+    if gpus:
+        return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(jobs)]
+    if "OMP_NUM_THREADS" in os.environ:
+        return [{} for _ in range(jobs)]
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    return [{"OMP_NUM_THREADS": threads} for _ in range(jobs)]
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants, from /proc (just pid where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children.get(p, [])
+    return tree
+
+
+@dataclass
+class Outcome:
+    chain: Chain
+    ran: int = 0
+    skipped: int = 0
+    failed: Step | None = None
+    reason: str = ""
+
+
+class Runner:
+    """Runs chains on a fixed set of slots (GPU or thread share), each chain's console to its log."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, slots: list[dict[str, str]]):
+        self.env = env
+        self.log_dir = log_dir
+        self.slots: queue.Queue[dict[str, str]] = queue.Queue()
+        for slot in slots:
+            self.slots.put(slot)
+        self.lock = threading.Lock()
+        self.running: set[subprocess.Popen] = set()
+        self.stopping = False
+
+    def stop(self) -> None:
+        """No new step starts; the running ones (and their children) get SIGTERM."""
+        with self.lock:
+            self.stopping = True
+            for proc in self.running:
+                for pid in process_tree(proc.pid):
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+
+    def run_chain(self, chain: Chain) -> Outcome:
+        slot = self.slots.get()
+        try:
+            return self._run_chain(chain, slot)
+        finally:
+            self.slots.put(slot)
+
+    def _run_chain(self, chain: Chain, slot: dict[str, str]) -> Outcome:
+        outcome = Outcome(chain)
+        environ = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable), **self.env, **slot}
+        with open(self.log_dir / f"{chain.name}.log", "a", buffering=1) as log:
+            for step in chain.steps:
+                command = step.command(self.env)
+                if all(finished(d) for d in step.out_dirs):
+                    log.write(f"# finished earlier, skipped: {command}\n")
+                    outcome.skipped += 1
+                    continue
+                log.write(f"$ {command}\n")
+                with self.lock:
+                    if self.stopping:
+                        return outcome
+                    proc = subprocess.Popen(["bash", "scripts/run.sh", step.function, *step.args], cwd=REPO,
+                                            env={**environ, "SHOTS": str(step.shots)}, stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                    self.running.add(proc)
+                code = proc.wait()
+                with self.lock:
+                    self.running.discard(proc)
+                    if self.stopping:
+                        return outcome
+                outcome.ran += 1
+                unfinished = [d for d in step.out_dirs if not finished(d)]
+                if code or unfinished:
+                    outcome.failed = step
+                    outcome.reason = f"exited with {code}" if code else f"left no results.json in {unfinished[0]}"
+                    log.write(f"# FAILED ({outcome.reason}); the chain stops here\n")
+                    return outcome
+        return outcome
+
+
+def describe(outcome: Outcome, log_dir: Path) -> str:
+    step = outcome.failed
+    unfinished = [d for d in step.out_dirs if not finished(d)] or list(step.out_dirs)
+    run_log = newest_log(unfinished[0])
+    where = run_log.relative_to(REPO) if run_log and run_log.is_relative_to(REPO) else run_log
+    return (f"  {step.function} {' '.join(step.args)}: {outcome.reason}\n"
+            f"    run log:   {where or f'none in {unfinished[0]} (train.py did not start)'}\n"
+            f"    sweep log: {log_dir / (outcome.chain.name + '.log')}")
+
+
+def run_all(runner: Runner, chains: list[Chain], jobs: int) -> list[Outcome]:
+    """Every chain's outcome; on KeyboardInterrupt, stops the runner and waits for its threads."""
+    outcomes: list[Outcome] = []
+    with tqdm(total=len(chains), unit="chain", disable=None, file=sys.stderr) as bar, \
+            ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(runner.run_chain, c) for c in chains]
+        try:
+            for future in as_completed(futures):
+                outcome = future.result()
+                outcomes.append(outcome)
+                state = "FAILED" if outcome.failed else "done"
+                tqdm.write(f"{state:6} {outcome.chain.name} "
+                           f"({outcome.ran} steps run, {outcome.skipped} finished earlier)")
+                bar.update(1)
+        except KeyboardInterrupt:
+            runner.stop()
+            for future in futures:
+                future.cancel()
+            raise
+    return outcomes
+
+
+def new_log_dir(output: Path, protocol: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        path = output / "sweeps" / (f"{protocol}-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"Could not create a sweep log folder under {output / 'sweeps'}")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_sweep(chains: list[Chain], protocol: str, env: dict[str, str], jobs: int, output: Path) -> int:
+    """Run every chain; 0 when all finished, 1 when any failed, 130 when stopped."""
+    log_dir = new_log_dir(output, protocol)
+    (log_dir / "commands.txt").write_text("".join(s.command(env) + "\n" for c in chains for s in c.steps))
+    gpus = visible_gpus()
+    slots = slot_envs(jobs, gpus)
+    threads = os.environ.get("OMP_NUM_THREADS") or slots[0].get("OMP_NUM_THREADS")
+    where = f"GPUs {','.join(gpus)}" if gpus else f"CPU, OMP_NUM_THREADS={threads}"
+    print(f"{len(chains)} chains, {jobs} at a time ({where}); logs in {log_dir}", flush=True)
+    runner = Runner(env, log_dir, slots)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        outcomes = run_all(runner, chains, jobs)
+    except KeyboardInterrupt:
+        print("\nStopped. Rerun the same command to continue: finished runs are skipped, unfinished ones resume.",
+              file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    failed = [o for o in outcomes if o.failed]
+    ran, skipped = sum(o.ran for o in outcomes), sum(o.skipped for o in outcomes)
+    print(f"{len(chains) - len(failed)} of {len(chains)} chains done ({ran} steps run, {skipped} finished earlier).")
+    if failed:
+        print(f"{len(failed)} failed:\n" + "\n".join(describe(o, log_dir) for o in failed))
+        return 1
+    return 0
