@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attrworld.render import render
+from attrworld.render import render, shift_hue
 from attrworld.spec import ATTRIBUTES, sample_attributes
 from engine.data.base import Datum, save_split
 from engine.io import atomic_write_text
@@ -42,6 +42,9 @@ class DerivedSpec:
     order: str  # "latin" or "holdout"
     seed: int
     per_class: tuple[int, int, int] = (20, 5, 15)  # train / val / test images per class
+    # Degrees every image's hues are turned after rendering (`render.shift_hue`): a domain shift
+    # from the pretraining images, as real downstream datasets have one from CLIP's web data.
+    hue_shift: float = 0.0
 
     @property
     def split_file(self) -> str:
@@ -94,6 +97,7 @@ def _render_class(spec: DerivedSpec, label: int, values: tuple[str, ...], image_
             rng = np.random.default_rng([spec.seed, label, index])
             attrs = sample_attributes(rng, **fixed)
             image, nuisance = render(attrs, rng)
+            image = shift_hue(image, spec.hue_shift)
             path = folder / f"{folder_name(classname)}_{index:04d}.png"
             image.save(path, compress_level=1)
             record = {**attrs.as_dict(), **asdict(nuisance)}
@@ -109,7 +113,8 @@ def _write(spec: DerivedSpec, folder: Path) -> None:
         for split, datum, record in _render_class(spec, label, values, image_dir):
             splits[split].append(datum)
             records[Path(datum.impath).relative_to(image_dir).as_posix()] = record
-    meta = {"dataset": spec.name, "class_attributes": list(spec.factors), "images": records}
+    meta = {"dataset": spec.name, "class_attributes": list(spec.factors), "hue_shift": spec.hue_shift,
+            "images": records}
     atomic_write_text(folder / ATTRIBUTES_FILE, json.dumps(meta))
     save_split(splits["train"], splits["val"], splits["test"], folder / spec.split_file, image_dir)
 
@@ -153,5 +158,7 @@ TEXTURE_SHAPE = DerivedSpec("AttrTextureShape", "attr_texture_shape", ("texture"
 SIZE_TEXTURE_SHAPE = DerivedSpec("AttrSizeTextureShape", "attr_size_texture_shape",
                                  ("size", "texture", "shape"), "latin", seed=303)
 COLOR_HOLDOUT = DerivedSpec("AttrColorHoldout", "attr_color_holdout", ("color", "shape"), "holdout", seed=404)
+HUE_SHIFT = DerivedSpec("AttrHueShift", "attr_hue_shift", ("color", "shape"), "holdout", seed=505, hue_shift=25.0)
 
-DATASETS: dict[str, DerivedSpec] = {s.name: s for s in (COLOR_SHAPE, TEXTURE_SHAPE, SIZE_TEXTURE_SHAPE, COLOR_HOLDOUT)}
+DATASETS: dict[str, DerivedSpec] = {s.name: s for s in (COLOR_SHAPE, TEXTURE_SHAPE, SIZE_TEXTURE_SHAPE, COLOR_HOLDOUT,
+                                                        HUE_SHIFT)}

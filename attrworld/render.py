@@ -161,3 +161,15 @@ def render(attrs: Attributes, rng: np.random.Generator) -> tuple[Image.Image, Nu
     image = Image.fromarray(noisy.clip(0, 255).round().astype(np.uint8), "RGB")
     return image, Nuisance(rotation=round(rotation, 3), center=(round(center[0], 3), round(center[1], 3)),
                            radius=round(radius, 3), background=level, rgb=rgb)
+
+
+def shift_hue(image: Image.Image, degrees: float) -> Image.Image:
+    """The image as a camera with a colour cast would see it: every hue turned by `degrees`.
+
+    Deterministic (PIL's 8-bit HSV, hue steps of 360/256 degrees); 0 returns the same pixels.
+    """
+    if not degrees:
+        return image
+    hsv = np.asarray(image.convert("HSV")).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(np.int32) + round(degrees * 256 / 360)) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")

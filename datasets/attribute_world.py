@@ -60,3 +60,11 @@ class AttrColorHoldout(AttributeWorldDataset):
     """The 64 colour+shape classes ordered colour-first: new classes have colours no base class has."""
 
     spec = derived.COLOR_HOLDOUT
+
+
+@DATASET_REGISTRY.register()
+class AttrHueShift(AttributeWorldDataset):
+    """AttrColorHoldout's classes seen through a 25-degree hue cast: zero-shot CLIP misreads the
+    colours, and 16 shots of the base colours show the cast for those colours only."""
+
+    spec = derived.HUE_SHIFT
