@@ -275,3 +275,16 @@ def test_plot_without_matplotlib_says_how_to_install(b2n_tree, tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(SystemExit, match="pip install matplotlib"):
         main([str(b2n_tree), "--plot", str(tmp_path / "x.png")])
+
+
+def test_report_holds_the_regenerate_command_table_notes_and_plot(b2n_tree, tmp_path, capsys):
+    report = tmp_path / "results" / "report.md"
+    report.parent.mkdir()
+    run([b2n_tree, "--report", str(report), "--title", "Tiny world", "--regenerate", "bash make_it.sh"], capsys)
+    text = report.read_text()
+    lines = text.splitlines()
+    assert lines[0] == "# Tiny world" and lines[2] == "Regenerate with `bash make_it.sh`."
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| dtd ")]
+    assert ["dtd", "CoOp", "85.00 ± 5.00", "50.00 ± 10.00", "62.96", "2"] in cells
+    assert "- ± is the standard deviation over seeds (ddof 0, as CoOp's parse_test_res.py); seeds: the seeds found per cell." in lines
+    assert lines[-1] == "![Tiny world](report.png)" and (tmp_path / "results" / "report.png").stat().st_size > 1000

@@ -22,10 +22,13 @@ they go to stderr, so stdout is the CSV alone. Its columns (one number per cell,
             the average row has dataset "average")
   fewshot   dataset,method,config,shots,seeds,acc_mean,acc_std   (dataset "average" likewise)
 --reported adds published numbers from tools/reported_results.csv as "Method (reported)" rows.
+--report R.md writes a markdown report instead: a title, the command that regenerates it
+(--regenerate, default this command line), the table, its notes and the plot (R.png, embedded).
 """
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -38,6 +41,7 @@ from tools.compare_plot import save_plot  # noqa: E402  (matplotlib is imported 
 from tools.compare_reported import REPORTED_FILE, load_reported  # noqa: E402
 from tools.compare_transfer import Transfer, transfer  # noqa: E402
 from tools.compare_tree import Selection  # noqa: E402
+from engine.io import atomic_write_text  # noqa: E402
 
 PROTOCOLS = ("base2new", "xd", "dg", "fewshot")
 
@@ -60,6 +64,17 @@ def footnote(line: str, fmt: str) -> str:
     return line
 
 
+def write_report(path: Path, result: Base2New | Transfer | FewShot, lines: list[str], title: str,
+                 regenerate: str) -> None:
+    """The markdown report and its plot (same name, .png), so a results page is made by the tool alone."""
+    plot = path.with_suffix(".png")
+    save_plot(result, plot)
+    body = [f"# {title}", "", f"Regenerate with `{regenerate}`.", "", render(result, "md"), "",
+            *(footnote(line, "md") for line in lines), "", f"![{title}]({plot.name})", ""]
+    atomic_write_text(path, "\n".join(body))
+    print(f"report: {path} (plot: {plot})", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", type=Path, help="the output folder (holding base2new/, cross_dataset/, few_shot/)")
@@ -69,9 +84,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--datasets", nargs="+", default=(), help="dataset folder names (default: all)")
     p.add_argument("--reported", action="store_true", help=f"add the published numbers of {REPORTED_FILE.name}")
     p.add_argument("--plot", type=Path, help="also draw the comparison to this image file (needs matplotlib)")
+    p.add_argument("--report", type=Path, help="write a markdown report (table, notes, plot) to this .md file")
+    p.add_argument("--title", default="Comparison", help="the report's title")
+    p.add_argument("--regenerate", help="the command the report names to regenerate it (default: this one)")
     args = p.parse_args(argv)
     result = compare(args.root, args.protocol, Selection(tuple(args.methods), tuple(args.datasets)), args.reported)
     lines = notes(result, args.reported)
+    if args.report:
+        command = args.regenerate or shlex.join(["python", "tools/compare.py", *(sys.argv[1:] if argv is None else argv)])
+        write_report(args.report, result, lines, args.title, command)
+        return
     print(render(result, args.format))
     if args.format == "csv":
         print("\n".join(lines), file=sys.stderr)
