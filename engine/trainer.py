@@ -164,6 +164,9 @@ class TrainerX:
             set_rng_state(ckpt["rng"])
             start_epoch = self.epochs_done = ckpt["epoch"]
             print(f"Loaded {path}")
+            best = Path(directory) / name / BEST
+            if best.is_file():  # best_val keeps comparing against the best epoch before the interruption
+                self.best_result = load_checkpoint(best)["val_result"]
         print(f"Previous epoch: {start_epoch}")
         return start_epoch
 

@@ -3,6 +3,7 @@ write it, so run_job's skip rule cannot mistake a killed training run for a fini
 import json
 
 import pytest
+import torch
 
 from engine.trainer import TrainerX
 from tests.minidata import make_caltech_like
@@ -47,8 +48,13 @@ def test_best_val_run_killed_mid_training_has_no_results_then_resumes(data_root,
     assert seen == [False] and not (out / "results.json").exists()
     assert "Evaluate on the *val* set" in (out / "log.txt").read_text()
 
+    first_val = torch.load(out / "prompt_learner" / "model-best.pth.tar", weights_only=False)["val_result"]
+
     monkeypatch.setattr(TrainerX, "run_epoch", real_run_epoch)
+    best_at_resume = []
+    monkeypatch.setattr(TrainerX, "before_epoch", lambda self: best_at_resume.append(self.best_result))
     main(argv(data_root, out, "TEST.FINAL_MODEL", "best_val"))
+    assert best_at_resume == [first_val]  # the resumed run compares against epoch 1's val, not -inf
     assert seen == [False, False]
     results = json.loads((out / "results.json").read_text())
     assert set(results["evaluations"]) == {"val", "test"} and results["evaluations"]["val"]["epoch"] == 2
