@@ -40,7 +40,9 @@ def grouped_bars(ax, groups: list[str], series: dict[str, dict[str, float]], yla
         ax.bar(xs, [values[name] for name in groups if name in values], width, label=label, color=color(i))
     ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize="small")
+    tallest = max((v for values in series.values() for v in values.values()), default=1.0)
+    ax.set_ylim(0, tallest * 1.3)  # headroom, so the legend row above the bars hides none of them
+    ax.legend(fontsize="small", ncol=4, loc="upper center")
 
 
 def plot_base2new(result: Base2New):
