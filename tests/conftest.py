@@ -1,4 +1,17 @@
 import os
+import stat
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture()
+def fake_python(tmp_path):
+    """A PYTHON that records train.py calls (one line each) and runs `python -c` for real."""
+    log = tmp_path / "calls.txt"
+    stub = tmp_path / "python"
+    stub.write_text(f'#!/bin/bash\nif [ "$1" = "-c" ]; then exec python "$@"; fi\necho "$@" >> {log}\n')
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    return stub, log

@@ -2,7 +2,6 @@
 shared output tree, and a load epoch the config reaches; PromptSRC few-shot GPA per dataset."""
 import os
 import re
-import stat
 import subprocess
 from pathlib import Path
 
@@ -11,16 +10,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = {"cocoop": "CoCoOp", "ivlp": "IVLP", "maple": "MaPLe", "promptsrc": "PromptSRC"}
-
-
-@pytest.fixture()
-def fake_python(tmp_path):
-    """A PYTHON that records train.py calls (one line each) and runs `python -c` for real."""
-    log = tmp_path / "calls.txt"
-    stub = tmp_path / "python"
-    stub.write_text(f'#!/bin/bash\nif [ "$1" = "-c" ]; then exec python "$@"; fi\necho "$@" >> {log}\n')
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    return stub, log
 
 
 def calls(stub, log, method, script, *args, env=None):

@@ -1,22 +1,9 @@
 """scripts/dear/*.sh: the commands they run, the shared output tree, skip rule, load epoch."""
 import os
-import stat
 import subprocess
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture()
-def fake_python(tmp_path):
-    """A PYTHON that records train.py calls (one line each) and runs `python -c` for real."""
-    log = tmp_path / "calls.txt"
-    stub = tmp_path / "python"
-    stub.write_text(f'#!/bin/bash\nif [ "$1" = "-c" ]; then exec python "$@"; fi\necho "$@" >> {log}\n')
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    return stub, log
 
 
 def run(script, *args, stub, env=None):

@@ -2,7 +2,6 @@
 methods' own script commands, the output tree, config errors, parallel slots, load epochs."""
 import json
 import os
-import stat
 import subprocess
 import time
 from pathlib import Path
@@ -151,16 +150,6 @@ def test_every_sweep_config_exists():
 
 
 # ---- the sweep issues the methods' script commands -------------------------------------------------
-@pytest.fixture()
-def fake_python(tmp_path):
-    """A PYTHON that records train.py calls (one line each) and runs `python -c` for real."""
-    log = tmp_path / "calls.txt"
-    stub = tmp_path / "python"
-    stub.write_text(f'#!/bin/bash\nif [ "$1" = "-c" ]; then exec python "$@"; fi\necho "$@" >> {log}\n')
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    return stub, log
-
-
 def recorded(log: Path, command: list[str], stub: Path, env=None) -> list[str]:
     log.unlink(missing_ok=True)
     environ = {**os.environ, "PYTHON": str(stub), "DATA": "/data/x", **(env or {})}
