@@ -5,7 +5,7 @@ import torch
 
 from engine.registry import TRAINER_REGISTRY
 from trainers.common import ClipTrainer, TextClassifier
-from trainers.templates import template_for
+from trainers.templates import class_prompts
 
 
 class ZeroShotClassifier(TextClassifier):
@@ -27,8 +27,7 @@ class ZeroshotCLIP(ClipTrainer):
 
     def build_model(self) -> None:
         clip = self.load_backbone()
-        template = template_for(self.cfg.DATASET.NAME)
-        prompts = [template.format(c.replace("_", " ")) for c in self.dm.dataset.classnames]
+        prompts = class_prompts(self.cfg.DATASET.NAME, self.dm.dataset.classnames)
         print(f"Prompts: {prompts[:3]}{' ...' if len(prompts) > 3 else ''}")
         self.model = ZeroShotClassifier(clip, prompts)
 

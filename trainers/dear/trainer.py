@@ -47,7 +47,7 @@ from trainers.common import ClipTrainer, accuracy
 from trainers.dear.auto import auto_role_map
 from trainers.dear.masks import MASK_MODES, role_masks
 from trainers.dear.model import FUSIONS, DeARCLIP, DeAROutput, DeARSettings
-from trainers.templates import template_for
+from trainers.templates import class_prompts
 
 EVAL_ON = ("auto", "source", "target")
 ROLE_MAP_COPY = "role_map.json"
@@ -165,8 +165,7 @@ class DeAR(ClipTrainer):
             fusion=c.FUSION, fusion_cls_init=c.FUSION_CLS_INIT,
         )
         self.role_map = self.resolve_role_map(clip) if c.ATTR_TOKENS and c.MASK != "none" else None
-        template = template_for(cfg.DATASET.NAME)
-        prompts = [template.format(name.replace("_", " ")) for name in self.dm.dataset.classnames]
+        prompts = class_prompts(cfg.DATASET.NAME, self.dm.dataset.classnames)
         print(f"Prompts: {prompts[:3]}{' ...' if len(prompts) > 3 else ''}")
         self.model = DeARCLIP(clip, prompts, settings, self.masks_for(clip, self.role_map))
         self.model.eval_fused = settings.paths > 1 and fused_at_eval(c.FUSION, c.EVAL_ON, cfg.DATASET.SUBSAMPLE_CLASSES)
