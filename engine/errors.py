@@ -1,0 +1,47 @@
+"""Errors a user can fix, kept apart from bugs.
+
+`train.py` and every `tools/*.py` print a `UserError` as one `error: ...` block (what went
+wrong, where, how to fix it) without a traceback, and exit with its `exit_code`; anything
+else is a bug and keeps its full traceback (engine/cli.py). Each class also derives from the
+builtin exception that code and tests already expect (ValueError, FileNotFoundError, ...).
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input (flags, config, files); exit code 1."""
+
+    exit_code = 1
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UsageError(UserError, ValueError):
+    """A command-line flag that cannot be used as given; exit code 2, like argparse's errors."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError, ValueError):
+    """A config key or value that cannot be what the user meant."""
+
+
+class DataError(UserError, ValueError):
+    """A dataset, split or cache file whose content is wrong."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the run needs is not there."""
+
+
+class RunMismatchError(UserError, RuntimeError):
+    """An output folder, checkpoint or result belongs to another run."""
+
+
+class RunLockedError(UserError, RuntimeError):
+    """Another process is writing to the same output folder."""
+
+
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint that is damaged, unsafe or made for another model."""
