@@ -1,7 +1,7 @@
 """Frozen CLIP backbones for prompt learning: loading, precision policy, tower hooks."""
 from backbone.clip import ClipBackbone
 from backbone.hooks import TowerHooks, TowerOutput, append_tokens, insert_tokens, replace_tokens
-from backbone.loader import COOP_ARCHS, load_clip
+from backbone.loader import COOP_ARCHS, load_clip, weights_fingerprint
 from backbone.precision import autocast, grad_scaler, weight_dtype
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "load_clip",
     "replace_tokens",
     "weight_dtype",
+    "weights_fingerprint",
 ]

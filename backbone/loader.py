@@ -26,6 +26,7 @@ from backbone import model_configs
 from backbone.clip import ClipBackbone, Tokenizer
 from backbone.precision import cast_model, norm_cast_dtype, resolve_dtype
 from backbone.sources import pretrained_file, read_state_dict
+from engine.cache import file_digest
 from engine.registry import did_you_mean
 
 COOP_ARCHS = {
@@ -64,21 +65,33 @@ def load_clip(
 
 
 def _build(name: str, pretrained: bool, cast: torch.dtype | None) -> tuple[CLIP, Tokenizer]:
+    kind, arch, weights = _resolve(name, pretrained)
+    if kind == "repo":
+        return _repo(name, weights, cast)
+    if kind == "file":
+        return _openai_file(weights(), cast)
+    return _arch(arch, cast, weights)
+
+
+def _resolve(name: str, pretrained: bool) -> tuple[str, str, Callable[[], str] | None]:
+    """(kind, architecture, weights-file finder) for a backbone name: kind is "arch" (an open_clip
+    architecture), "repo" (a repo config) or "file" (an OpenAI checkpoint); the finder is None
+    for a random init. Nothing is read or downloaded until the finder is called."""
     if name in COOP_ARCHS:
         arch = COOP_ARCHS[name]
-        return _arch(arch, cast, (lambda: pretrained_file(arch, "openai", label=name)) if pretrained else None)
+        return "arch", arch, (lambda: pretrained_file(arch, "openai", label=name)) if pretrained else None
     if name in model_configs.repo_config_names():
-        return _repo(name, pretrained, cast)
+        return "repo", name, (lambda: str(_repo_weights(name))) if pretrained else None
     arch, _, source = name.partition(":")
     if source and arch in list_models():
-        return _arch(arch, cast, _arch_source(arch, source) if pretrained else None)
+        return "arch", arch, _arch_source(arch, source) if pretrained else None
     if os.path.isfile(name):
         if not pretrained:
             raise ValueError(f"{name} is a weights file but pretrained=False; name an architecture for a random init")
-        return _openai_file(name, cast)
+        return "file", name, lambda: name
     if name in list_models():
         if not pretrained:
-            return _arch(name, cast, None)
+            return "arch", name, None
         tags = list_pretrained_tags_by_model(name)
         raise ValueError(
             f"open_clip architecture {name!r} needs weights: use '{name}:TAG' (tags: {', '.join(tags) or 'none'}) "
@@ -92,6 +105,15 @@ def _build(name: str, pretrained: bool, cast: torch.dtype | None) -> tuple[CLIP,
         "any open_clip architecture as 'ARCH:TAG' (e.g. 'ViT-B-16:laion2b_s34b_b88k'; see open_clip.list_pretrained()) "
         "or 'ARCH:/path/to/state_dict.pt'; or the path of an OpenAI checkpoint file"
     )
+
+
+def weights_fingerprint(name: str, pretrained: bool = True) -> str:
+    """What identifies a backbone's weights without loading them: "sha256:<digest of the weights
+    file>", or "random-init:<architecture>" (a random init is fixed by the run's seed)."""
+    _, arch, weights = _resolve(name, pretrained)
+    if weights is None:
+        return f"random-init:{arch}"
+    return f"sha256:{file_digest(weights())}"
 
 
 def _arch_source(arch: str, source: str) -> Callable[[], str]:
@@ -119,17 +141,22 @@ def _arch(arch: str, cast: torch.dtype | None, weights: Callable[[], str] | None
     return model, get_tokenizer(arch)
 
 
-def _repo(name: str, pretrained: bool, cast: torch.dtype | None) -> tuple[CLIP, Tokenizer]:
+def _repo_weights(name: str) -> Path:
+    path = model_configs.WEIGHTS_DIR / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No weights for repo model {name!r}: expected a state dict at {path}. Train the model and "
+            f"torch.save its state_dict() there (tools/pretrain_tiny_clip.py does this for tiny-attr), "
+            "or set pretrained=False (MODEL.BACKBONE.PRETRAINED False) for a random init"
+        )
+    return path
+
+
+def _repo(name: str, weights: Callable[[], str] | None, cast: torch.dtype | None) -> tuple[CLIP, Tokenizer]:
     config = model_configs.read_config(name)
     model = model_configs.build_model(config, cast_dtype=cast)
-    if pretrained:
-        path = model_configs.WEIGHTS_DIR / f"{name}.pt"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"No weights for repo model {name!r}: expected a state dict at {path}. Train the model and "
-                f"torch.save its state_dict() there (tools/pretrain_tiny_clip.py does this for tiny-attr), "
-                "or set pretrained=False (MODEL.BACKBONE.PRETRAINED False) for a random init"
-            )
+    if weights is not None:
+        path = weights()
         _load(model, read_state_dict(path), f"{name} from {path}")
     return model, model_configs.build_tokenizer(config)
 
