@@ -27,6 +27,10 @@ class ConfigError(UserError, ValueError):
     """A config key or value that cannot be what the user meant."""
 
 
+class UnknownNameError(UserError, KeyError):
+    """A name no registry has (a typo in --trainer, DATASET.NAME, ...)."""
+
+
 class DataError(UserError, ValueError):
     """A dataset, split or cache file whose content is wrong."""
 
