@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from engine.config import get_cfg, merge_file, merge_list
-from engine.errors import ConfigError, UnknownNameError, UserError
+from engine.errors import ConfigError, UnknownNameError, UsageError, UserError
 from engine.logging import setup_logger
 from engine.registry import TRAINER_REGISTRY
 from engine.run_folder import RESULTS, START_OVER_FLAG, RunFolder, check_resume_source
@@ -71,6 +71,10 @@ def reset_cfg(cfg, args: argparse.Namespace) -> None:
 
 
 def setup_cfg(args: argparse.Namespace):
+    flags = [o for o in args.opts or [] if o.startswith("--")]
+    if flags:
+        raise UsageError(f"{flags[0]} comes after the KEY VALUE options, where it would be read as a config key: "
+                         "put flags before the options")
     cfg = get_cfg()
     if args.dataset_config_file:
         merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
