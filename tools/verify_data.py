@@ -206,7 +206,8 @@ def render(results: list[Result]) -> str:
         counts = [cell(None), cell(None), cell(None), cell(None)] if c is None else [cell(v) for v in c]
         rows.append([r.dataset, r.status, *counts, r.details])
     table = tabulate(rows, headers=["Dataset", "Status", "Classes", "Train", "Val", "Test", "Details"], maxcolwidths=[None] * 6 + [70])
-    fixes = [f"- {r.dataset}: {r.fix}" for r in results if r.status != "ok" and r.fix]
+    # the full details again, unwrapped, so that every path can be copied whole
+    fixes = [f"- {r.dataset}: {r.details}\n  fix: {r.fix}" for r in results if r.status in ("missing", "wrong")]
     return table + ("\n\nHow to fix:\n" + "\n".join(fixes) if fixes else "")
 
 
