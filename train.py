@@ -11,6 +11,7 @@ from engine.config import get_cfg, merge_file, merge_list
 from engine.logging import setup_logger
 from engine.registry import TRAINER_REGISTRY
 from engine.utils import set_random_seed
+from external import load_trainer_files
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -31,6 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model-dir", type=str, default="", help="load model from this directory for eval-only mode")
     p.add_argument("--load-epoch", type=int, help="load model weights at this epoch for evaluation")
     p.add_argument("--no-train", action="store_true", help="do not call trainer.train()")
+    p.add_argument("--trainer-file", action="append", default=[], metavar="PATH",
+                   help="a trainer/dataset file written for Dassl, a folder of them, or their config keys (a train.py "
+                        "with extend_cfg, a .yaml of defaults); repeat for several (docs/EXTENDING.md)")
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line")
     return p.parse_args(argv)
 
@@ -73,6 +77,7 @@ def setup_cfg(args: argparse.Namespace):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    load_trainer_files(args.trainer_file)
     cfg = setup_cfg(args)
     trainer_cls = TRAINER_REGISTRY.get(cfg.TRAINER.NAME)
     with setup_logger(cfg.OUTPUT_DIR):

@@ -21,7 +21,7 @@ from huggingface_hub import constants, hf_hub_download
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
-_META_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+META_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
@@ -119,4 +119,4 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
-    return {k: v for k, v in state.items() if k not in _META_KEYS}
+    return {k: v for k, v in state.items() if k not in META_KEYS}

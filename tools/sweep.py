@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))
 import trainers  # noqa: E402,F401  (registers the trainers)
 from engine.registry import TRAINER_REGISTRY, did_you_mean  # noqa: E402
 from engine.trainer import TrainerX  # noqa: E402
+from external import ENV_VAR, load_trainer_files  # noqa: E402
 
 COOP_DATASETS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
                  "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101"]
@@ -202,7 +203,7 @@ def resolve_methods(names: list[str]) -> list[type[TrainerX]]:
     try:
         return [TRAINER_REGISTRY.get(n) for n in names]
     except KeyError as err:
-        raise SystemExit(f"--methods: {err.args[0]}") from None
+        raise SystemExit(f"--methods: {err.args[0]} (a trainer written for Dassl needs --trainer-file)") from None
 
 
 def check_datasets(names: list[str]) -> None:
@@ -253,6 +254,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1,
                    help="chains run in parallel (GPUs round-robin, else the CPU threads split)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, one per line, and run nothing")
+    p.add_argument("--trainer-file", nargs="+", default=[], metavar="PATH",
+                   help=f"trainer files written for Dassl and their config keys, as train.py takes them; the "
+                        f"runs get them through ${ENV_VAR}")
     args = p.parse_args(argv)
     for name in ("methods", "datasets", "seeds", "shots"):  # a repeated item would run twice at once
         if getattr(args, name):
@@ -266,6 +270,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    trainer_files = load_trainer_files(args.trainer_file)
     methods = resolve_methods(args.methods)
     datasets = args.datasets or DEFAULT_DATASETS[args.protocol]
     check_datasets(datasets)
@@ -275,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         env["DATA"] = str(args.root.resolve())
     if args.output:
         env["OUTPUT"] = str(args.output.resolve())
+    if trainer_files:
+        env[ENV_VAR] = os.pathsep.join(map(str, trainer_files))
     output = env.get("OUTPUT") or os.environ.get("OUTPUT") or "output"
     overrides = parse_overrides(args.configs, methods)
     planner = Planner(args.protocol, methods, args.config_set, overrides, args.opts, output)
