@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import datasets  # noqa: E402,F401  (registers the datasets)
 from datasets.common import DiskDataset, resolve_dataset_names  # noqa: E402
-from engine.config import get_cfg  # noqa: E402
+from engine.config import get_cfg, merge_file  # noqa: E402
 from engine.data.base import DATASET_REGISTRY, DATASETS_DOC  # noqa: E402
 
 
@@ -134,6 +134,21 @@ def check(name: str, root: Path, skip_absent: bool = False) -> Result:
     return Result(name, "wrong", got, diffs, fix)
 
 
+def check_config(path: Path, root: Path) -> Result:
+    """A dataset a configs/datasets yaml describes (e.g. an ImageFolder: no known sizes to compare):
+    loaded as train.py loads it, which also writes its split the first time."""
+    cfg = get_cfg()
+    merge_file(cfg, str(path))
+    cfg.DATASET.ROOT = str(root)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ds = DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
+    except Exception as e:
+        status = "missing" if isinstance(e, FileNotFoundError) else "wrong"
+        return Result(path.stem, status, None, " ".join(str(e).split()), f"fix what it names (see {DATASETS_DOC})")
+    return Result(path.stem, "ok", Counts(ds.num_classes, len(ds.train_x), len(ds.val or []) or None, len(ds.test)), "", "")
+
+
 def render(results: list[Result]) -> str:
     from tabulate import tabulate
 
@@ -155,13 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True, help="DATA: the folder that holds the dataset folders")
     parser.add_argument("--dataset", nargs="+", action="extend", metavar="NAME", help="DATASET.NAME values or config names, e.g. OxfordPets or oxford_pets (default: all 15)")
     parser.add_argument("--skip-absent", action="store_true", help="do not fail for datasets whose folder is not there")
+    parser.add_argument("--config", nargs="+", default=[], type=Path, metavar="YAML",
+                        help="also check the datasets these dataset configs describe, e.g. an ImageFolder")
     args = parser.parse_args(argv)
     root = Path(args.root).expanduser().resolve()
     try:
-        names = resolve_dataset_names(args.dataset, EXPECTED) if args.dataset else list(EXPECTED)
+        names = resolve_dataset_names(args.dataset, EXPECTED) if args.dataset else [] if args.config else list(EXPECTED)
     except KeyError as e:
         parser.error(str(e.args[0]))
-    results = [check(name, root, args.skip_absent) for name in names]
+    results = [check(name, root, args.skip_absent) for name in names] + [check_config(p, root) for p in args.config]
     print(render(results))
     bad = [r for r in results if r.status in ("missing", "wrong")]
     print(f"\n{len(bad)} of {len(results)} datasets need fixing" if bad else f"\nAll {len(results)} datasets ok")
