@@ -9,7 +9,9 @@
 Every run is one step of scripts/common.sh, issued as `bash scripts/run.sh STEP TRAINER CFG ...`:
 the command, output tree and skip/resume rule of the methods' scripts. A method's config comes
 from its trainer's SWEEP_CONFIGS (engine/trainer.py), its extra KEY VALUE pairs from its
-`sweep_opts`, so a new trainer with SWEEP_CONFIGS joins sweeps with no other change.
+`sweep_opts`, so a new trainer with SWEEP_CONFIGS joins sweeps with no other change. Trainer files
+written for Dassl join with --trainer-file (as train.py takes them; each command carries them in
+$PROMPTLAB_TRAINER_FILES) and --configs METHOD=CFG (docs/EXTENDING.md).
 
 Protocols (SHOTS defaults to 16, or to $SHOTS):
   base2new  train on the base classes, test on the new ones (base2new_train, base2new_test)
