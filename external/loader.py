@@ -284,8 +284,12 @@ def check_config_nodes(cls: type, cfg: CN) -> None:
 
 
 def provenance(cls: type) -> dict:
-    """What results.json records of an external trainer: its file and every loaded file, hashed."""
+    """What results.json records of an external trainer: its file, and every external module and
+    config file this process loaded (helpers that relative imports reached included), hashed."""
+    modules = {Path(m.__file__) for name, m in list(sys.modules.items())
+               if name.startswith(PACKAGE + ".") and getattr(m, "__file__", None)}
+    files = {**{p: "module" for p in modules}, **LOADED}
     return {
         "trainer_file": inspect.getsourcefile(cls),
-        "files": [{"path": str(p), "kind": kind, "sha256": sha256_file(p)} for p, kind in LOADED.items()],
+        "files": [{"path": str(p), "kind": kind, "sha256": sha256_file(p)} for p, kind in sorted(files.items())],
     }

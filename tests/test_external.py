@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import io
 import json
 import os
@@ -375,7 +376,11 @@ def test_example_trainer_runs_base_to_new_with_our_checkpoints(base2new, trainer
     for run in (base, new):
         results = json.loads((run / "results.json").read_text())
         assert results["trainer"] == trainer and results["evaluations"]["test"]["epoch"] == 1
-        assert results["external"]["trainer_file"] == str(EXAMPLES / f"{example(trainer).__name__.rsplit('.', 1)[1]}.py")
+        trainer_file = EXAMPLES / f"{example(trainer).__name__.rsplit('.', 1)[1]}.py"
+        assert results["external"]["trainer_file"] == str(trainer_file)
+        files = {Path(f["path"]): (f["kind"], f["sha256"]) for f in results["external"]["files"]}
+        for path, kind in ((trainer_file, "module"), (EXAMPLES / "common.py", "module"), (EXAMPLES / "config.py", "extend_cfg")):
+            assert files[path] == (kind, hashlib.sha256(path.read_bytes()).hexdigest())
         log = (run / "log.txt").read_text()
         assert f"* accuracy: {accuracy(run):.1f}%" in log
     assert "SUBSAMPLE NEW CLASSES!" in (new / "log.txt").read_text()
@@ -408,7 +413,7 @@ def test_sweep_plans_external_trainers_with_their_files(layers, tmp_path):
     from tools import sweep
 
     command = ["--protocol", "base2new", "--methods", "DasslCoOp", "DasslCLIPAdapter", "--configs", "DasslCoOp=tiny",
-               "DasslCLIPAdapter=tiny", "--datasets", DATASET, "--seeds", "1", "--shots", "1",
+               "DasslCLIPAdapter=tiny", "--datasets", "attr_texture_shape", "--seeds", "1", "--shots", "1",
                "--trainer-file", str(EXAMPLES), "--output", str(tmp_path), "--dry-run"]
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
@@ -416,5 +421,5 @@ def test_sweep_plans_external_trainers_with_their_files(layers, tmp_path):
         assert sweep.main(command) == 0
     lines = out.getvalue().splitlines()
     env = f"SHOTS=1 OUTPUT={tmp_path} {ENV_VAR}={EXAMPLES}"
-    assert lines == [f"{env} bash scripts/run.sh base2new_{step} {t} tiny {DATASET} 1"
+    assert lines == [f"{env} bash scripts/run.sh base2new_{step} {t} tiny attr_texture_shape 1"
                      for t in ("DasslCoOp", "DasslCLIPAdapter") for step in ("train", "test")]
