@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 import torch
 import yaml
 from open_clip.model import CLIP
@@ -423,3 +424,45 @@ def test_sweep_plans_external_trainers_with_their_files(layers, tmp_path):
     env = f"SHOTS=1 OUTPUT={tmp_path} {ENV_VAR}={EXAMPLES}"
     assert lines == [f"{env} bash scripts/run.sh base2new_{step} {t} tiny attr_texture_shape 1"
                      for t in ("DasslCoOp", "DasslCLIPAdapter") for step in ("train", "test")]
+
+
+def test_a_coop_style_dataset_file_registers_and_loads(layers, tmp_path):
+    for c, name in enumerate(["cat", "dog", "owl"]):
+        for i in range(4):
+            (tmp_path / "data" / "mini" / name).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (60 * c, 10 * i, 0)).save(tmp_path / "data" / "mini" / name / f"{i}.png")
+    (tmp_path / "mini.py").write_text('''
+import os
+
+from dassl.data.datasets import DATASET_REGISTRY, Datum, DatasetBase
+from dassl.utils import listdir_nohidden, mkdir_if_missing, read_json, write_json
+
+
+@DATASET_REGISTRY.register()
+class Mini(DatasetBase):
+    dataset_dir = "mini"
+
+    def __init__(self, cfg):
+        root = os.path.join(os.path.abspath(os.path.expanduser(cfg.DATASET.ROOT)), self.dataset_dir)
+        split_path = os.path.join(root, "split.json")
+        if not os.path.exists(split_path):
+            items = [(os.path.join(c, f), label, c) for label, c in enumerate(sorted(listdir_nohidden(root)))
+                     for f in listdir_nohidden(os.path.join(root, c), sort=True)]
+            write_json({"train": items[0::2], "test": items[1::2]}, split_path)
+        split = read_json(split_path)
+        train, test = ([Datum(impath=os.path.join(root, p), label=y, classname=n) for p, y, n in split[k]]
+                       for k in ("train", "test"))
+        mkdir_if_missing(os.path.join(root, "split_fewshot"))
+        train = self.generate_fewshot_dataset(train, num_shots=cfg.DATASET.NUM_SHOTS)
+        super().__init__(train_x=train, val=test, test=test)
+''')
+    load_trainer_files([str(tmp_path / "mini.py")])
+    from dassl.data import DataManager
+
+    cfg = get_cfg()
+    cfg.DATASET.ROOT, cfg.DATASET.NAME, cfg.DATASET.NUM_SHOTS, cfg.DATALOADER.NUM_WORKERS = str(tmp_path / "data"), "Mini", 1, 0
+    cfg.INPUT.SIZE = (8, 8)
+    dm = DataManager(cfg)
+    assert (dm.num_classes, dm.lab2cname, dm.train_loader_u, dm.num_source_domains) == (3, {0: "cat", 1: "dog", 2: "owl"}, None, 0)
+    assert len(dm.dataset.train_x) == 3 and len(dm.dataset.test) == 6 and dm.dataset.classnames == ["cat", "dog", "owl"]
+    assert next(iter(dm.train_loader_x))["img"].shape[1:] == (3, 8, 8)
