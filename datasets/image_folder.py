@@ -3,7 +3,7 @@
     DATASET:
       NAME: "ImageFolder"
       IMAGE_FOLDER:
-        PATH: "my_pets"      # relative to DATASET.ROOT (--root, $DATA), or absolute
+        PATH: "my_pets"      # relative to DATASET.ROOT (--root, $DATA), or absolute; default image_folder
 
 Layouts: PATH/<class>/<images> (images at any depth inside a class folder), or PATH/train/<class>/
 and PATH/test/<class>/ with an optional PATH/val/<class>/. Labels follow the sorted folder names.
@@ -40,6 +40,7 @@ from engine.errors import ConfigError, DataError, MissingFileError
 from engine.locks import locked
 
 NAME = "ImageFolder"
+DEFAULT_PATH = "image_folder"  # DATA/image_folder, as configs/datasets/image_folder.yaml says
 CLASSNAMES_FILE = "classnames.txt"
 FEWSHOT_DIR = "split_fewshot"
 SPLITS = ("train", "val", "test")
@@ -49,7 +50,7 @@ DOC = f"{DATASETS_DOC}#your-own-images-imagefolder"
 
 def add_config(cfg: CN) -> None:
     if "IMAGE_FOLDER" not in cfg.DATASET:
-        cfg.DATASET.IMAGE_FOLDER = CN({"PATH": "", "P_TRAIN": 0.5, "P_VAL": 0.2, "SPLIT_SEED": 1})
+        cfg.DATASET.IMAGE_FOLDER = CN({"PATH": DEFAULT_PATH, "P_TRAIN": 0.5, "P_VAL": 0.2, "SPLIT_SEED": 1})
 
 
 CONFIG_EXTENSIONS.append(add_config)
@@ -95,6 +96,10 @@ def class_names(root: Path, folders: list[str]) -> dict[str, str]:
 @DATASET_REGISTRY.register()
 class ImageFolder(DatasetBase):
     """A folder of class folders, split once and for all (see the module docstring)."""
+
+    dataset_dir = DEFAULT_PATH  # the folder tools/verify_data.py checks without a config
+    image_dir = ""
+    OPTIONAL = True  # tools/verify_data.py: an absent folder is reported, not an error
 
     def __init__(self, cfg):
         c = cfg.DATASET.IMAGE_FOLDER

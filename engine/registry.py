@@ -4,6 +4,8 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Iterable, TypeVar
 
+from engine.errors import UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -38,7 +40,7 @@ class Registry:
 
     def get(self, name: str) -> Callable:
         if name not in self._entries:
-            raise KeyError(
+            raise UnknownNameError(
                 f"Unknown {self.kind} {name!r}.{did_you_mean(name, self._entries)} "
                 f"Registered: {', '.join(sorted(self._entries))}"
             )

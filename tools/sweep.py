@@ -39,6 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import trainers  # noqa: E402,F401  (registers the trainers)
+from engine.cli import run_cli  # noqa: E402
+from engine.errors import UsageError  # noqa: E402
 from engine.registry import TRAINER_REGISTRY, did_you_mean  # noqa: E402
 from engine.trainer import TrainerX  # noqa: E402
 from external import ENV_VAR, load_trainer_files  # noqa: E402
@@ -134,7 +136,7 @@ class Planner:
         build = {"base2new": self.base2new, "xd": self.cross, "dg": self.cross, "fewshot": self.fewshot}
         chains = build[self.protocol](datasets, seeds, shots_list)
         if self.missing:
-            raise SystemExit(
+            raise UsageError(
                 "No config for:\n  " + "\n  ".join(sorted(set(self.missing)))
                 + "\nPass one with --configs METHOD=CFG (a name under configs/trainers/METHOD/), "
                 "or add the key to the trainer's SWEEP_CONFIGS."
@@ -205,14 +207,14 @@ def resolve_methods(names: list[str]) -> list[type[TrainerX]]:
     try:
         return [TRAINER_REGISTRY.get(n) for n in names]
     except KeyError as err:
-        raise SystemExit(f"--methods: {err.args[0]} (a trainer written for Dassl needs --trainer-file)") from None
+        raise UsageError(f"--methods: {err.args[0]} (a trainer written for Dassl needs --trainer-file)") from None
 
 
 def check_datasets(names: list[str]) -> None:
     known = sorted(p.stem for p in (REPO / "configs" / "datasets").glob("*.yaml"))
     for name in names:
         if name not in known:
-            raise SystemExit(f"--datasets: no configs/datasets/{name}.yaml.{did_you_mean(name, known)} "
+            raise UsageError(f"--datasets: no configs/datasets/{name}.yaml.{did_you_mean(name, known)} "
                              f"Available: {', '.join(known)}")
 
 
@@ -222,9 +224,9 @@ def parse_overrides(items: list[str], methods: list[type[TrainerX]]) -> dict[str
     for item in items:
         method, sep, cfg = item.partition("=")
         if not sep or not cfg:
-            raise SystemExit(f"--configs takes METHOD=CFG (e.g. CoOp=vit_b16_ep50), got {item!r}")
+            raise UsageError(f"--configs takes METHOD=CFG (e.g. CoOp=vit_b16_ep50), got {item!r}")
         if method not in names:
-            raise SystemExit(f"--configs {item}: {method!r} is not in --methods ({' '.join(names)})."
+            raise UsageError(f"--configs {item}: {method!r} is not in --methods ({' '.join(names)})."
                              f"{did_you_mean(method, names)}")
         out[method] = cfg
     return out
@@ -235,7 +237,7 @@ def check_config_files(chains: list[Chain]) -> None:
         for step in chain.steps:
             path = REPO / "configs" / "trainers" / step.args[0] / f"{step.args[1]}.yaml"
             if not path.is_file():
-                raise SystemExit(f"Config {path.relative_to(REPO)} does not exist (method {step.args[0]}); "
+                raise UsageError(f"Config {path.relative_to(REPO)} does not exist (method {step.args[0]}); "
                                  "fix its SWEEP_CONFIGS entry or the --configs value")
 
 
@@ -300,4 +302,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)
