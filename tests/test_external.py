@@ -97,7 +97,7 @@ def test_an_installed_dassl_and_clip_are_shadowed_only_where_trainer_files_run(t
     code = (
         "import importlib.util, sys, train, tools.sweep\n"
         "print([importlib.util.find_spec(n).origin for n in ('dassl', 'clip')])\n"  # promptlab's imports left them
-        f"train.load_trainer_files([{str(EXAMPLES)!r}])\n"
+        f"from external import load_trainer_files; load_trainer_files([{str(EXAMPLES)!r}])\n"
         "import dassl, clip\n"
         "print([m.__file__ for m in (dassl, clip)])\n"
     )
