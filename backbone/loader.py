@@ -25,7 +25,7 @@ from open_clip.tokenizer import SimpleTokenizer
 from backbone import model_configs
 from backbone.clip import ClipBackbone, Tokenizer
 from backbone.precision import cast_model, norm_cast_dtype, resolve_dtype
-from backbone.sources import pretrained_file, read_state_dict
+from backbone.sources import META_KEYS, pretrained_file, read_state_dict
 from engine.cache import file_digest
 from engine.errors import BackboneError, ConfigError, DataError, MissingFileError
 from engine.registry import did_you_mean
@@ -163,15 +163,48 @@ def _repo(name: str, weights: Callable[[], str] | None, cast: torch.dtype | None
 
 
 def _openai_file(path: str, cast: torch.dtype | None) -> tuple[CLIP, Tokenizer]:
-    state = read_state_dict(path)
+    return _openai_state(read_state_dict(path), cast, path)
+
+
+def _openai_state(state: dict[str, torch.Tensor], cast: torch.dtype | None, source: str) -> tuple[CLIP, Tokenizer]:
     if "text_projection" not in state or not ("visual.proj" in state or "visual.attnpool.c_proj.weight" in state):
         raise DataError(
-            f"{path} is not an OpenAI-format CLIP checkpoint, so its architecture cannot be inferred; "
+            f"{source} is not an OpenAI-format CLIP checkpoint, so its architecture cannot be inferred; "
             "load it as 'ARCH:/path' with its open_clip architecture"
         )
     model = build_model_from_openai_state_dict(dict(state), cast_dtype=cast).float()
-    _load(model, state, path)  # again: open_clip loads into fp16 weights, which would round fp32 files
+    _load(model, dict(state), source)  # again: open_clip loads into fp16 weights, which would round fp32 files
     return model, SimpleTokenizer(context_length=model.context_length)
+
+
+def repo_config_of(state: dict[str, torch.Tensor]) -> str | None:
+    """The repo config whose model has exactly these state-dict keys and shapes (e.g. the
+    tiny-attr weights file), else None. Candidates are built on the meta device: no memory."""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    for name in model_configs.repo_config_names():
+        with torch.device("meta"):
+            candidate = model_configs.build_model(model_configs.read_config(name))
+        if {k: tuple(v.shape) for k, v in candidate.state_dict().items()} == shapes:
+            return name
+    return None
+
+
+def clip_from_state_dict(state: dict[str, torch.Tensor], dtype: torch.dtype, source: str = "the state dict") -> tuple[CLIP, Tokenizer]:
+    """The trainable open_clip CLIP (weights in `dtype`, as `cast_model` lays them out) that a
+    state dict describes: a repo config it matches key for key, else the architecture OpenAI's
+    build_model infers from an OpenAI-format state dict (heads = width / 64). For the OpenAI
+    `clip` layer, whose build_model takes a state dict (external/openai_clip.py)."""
+    state = {k: v for k, v in state.items() if k not in META_KEYS}
+    cast = norm_cast_dtype(dtype)
+    name = repo_config_of(state)
+    if name is None:
+        model, tokenizer = _openai_state(state, cast, source)
+    else:
+        config = model_configs.read_config(name)
+        model = model_configs.build_model(config, cast_dtype=cast)
+        _load(model, dict(state), f"{name} from {source}")
+        tokenizer = model_configs.build_tokenizer(config)
+    return cast_model(model, dtype), tokenizer
 
 
 def _load(model: CLIP, state: dict[str, torch.Tensor], what: str) -> None:

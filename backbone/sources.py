@@ -23,7 +23,7 @@ from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
 from engine.errors import DataError, MissingFileError
 
-_META_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+META_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
@@ -121,4 +121,4 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise DataError(f"{path} holds a {type(state).__name__}, not a state dict")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
-    return {k: v for k, v in state.items() if k not in _META_KEYS}
+    return {k: v for k, v in state.items() if k not in META_KEYS}

@@ -5,7 +5,7 @@ Merge order (CoOp's train.py): defaults -> trainer nodes -> dataset yaml -> meth
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 from yacs.config import CfgNode as CN
@@ -107,9 +107,17 @@ def add_trainer_nodes(cfg: CN) -> None:
             cfg.TRAINER[node] = CN(dict(cls.CONFIG))
 
 
+# Functions that add keys after the trainer nodes, for code that declares its keys elsewhere
+# than a trainer's CONFIG: a dataset's own node (datasets/image_folder.py) and, when train.py
+# runs trainer files written for Dassl, their `extend_cfg` or YAML defaults (external/).
+CONFIG_EXTENSIONS: list[Callable[[CN], None]] = []
+
+
 def get_cfg() -> CN:
     cfg = get_cfg_default()
     add_trainer_nodes(cfg)
+    for extend in CONFIG_EXTENSIONS:
+        extend(cfg)
     return cfg
 
 

@@ -18,6 +18,7 @@ from engine.registry import TRAINER_REGISTRY
 from engine.run_folder import RESULTS, START_OVER_FLAG, RunFolder, check_resume_source
 from engine.run_identity import describe_model, run_manifest
 from engine.utils import set_random_seed
+from external import load_trainer_files
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,6 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="exit at once if the output folder holds this run, finished (scripts/common.sh uses it)")
     p.add_argument(START_OVER_FLAG, action="store_true",
                    help="if the output folder holds another run, move it aside (never deleted) and start anew")
+    p.add_argument("--trainer-file", action="append", default=[], metavar="PATH",
+                   help="a trainer/dataset file written for Dassl, a folder of them, or their config keys (a train.py "
+                        "with extend_cfg, a .yaml of defaults); repeat for several (docs/EXTENDING.md)")
     p.add_argument("opts", default=None, nargs=argparse.REMAINDER, help="modify config options using the command-line")
     return p.parse_args(argv)
 
@@ -106,6 +110,7 @@ def check_settings(cfg, args: argparse.Namespace, trainer_cls) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    load_trainer_files(args.trainer_file)  # also $PROMPTLAB_TRAINER_FILES; before the config gets their keys
     cfg = setup_cfg(args)
     trainer_cls = trainer_class(cfg)
     check_settings(cfg, args, trainer_cls)

@@ -26,10 +26,12 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Callable] = {}
 
-    def register(self, name: str | None = None) -> Callable[[T], T]:
+    def register(self, name: str | None = None, replace: bool = False) -> Callable[[T], T]:
+        """`replace` lets another object take a registered name (Dassl's `force`)."""
+
         def deco(obj: T) -> T:
             key = name or obj.__name__
-            if key in self._entries and self._entries[key] is not obj:
+            if key in self._entries and self._entries[key] is not obj and not replace:
                 raise KeyError(f"{self.kind} {key!r} is already registered by {self._entries[key]!r}")
             self._entries[key] = obj
             return obj

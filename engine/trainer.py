@@ -47,6 +47,9 @@ class TrainerX:
     # False for methods without learnable weights: sweeps evaluate them (--eval-only) instead of
     # training, with no model dir (see tools/sweep.py for where those runs land).
     TRAINABLE: ClassVar[bool] = True
+    # False where forward_backward steps the schedulers itself, as Dassl's trainers do at an
+    # epoch's last batch (external/dassl_engine.py); the engine then leaves them alone.
+    ENGINE_STEPS_LR: ClassVar[bool] = True
 
     @classmethod
     def sweep_opts(cls, step: str, dataset: str, model_dir: str) -> list[str]:
@@ -326,7 +329,8 @@ class TrainerX:
                 self.write_scalar(f"train/{k}", meter.avg, n_iter)
             self.write_scalar("train/lr", self.get_current_lr(), n_iter)
             end = time.time()
-        self.update_lr()
+        if self.ENGINE_STEPS_LR:
+            self.update_lr()
 
     # ---- per-batch hooks ------------------------------------------------------
     def forward_backward(self, batch: dict) -> dict:

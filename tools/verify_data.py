@@ -31,7 +31,7 @@ import datasets  # noqa: E402,F401  (registers the datasets)
 from attrworld import derived  # noqa: E402
 from datasets.common import DiskDataset, resolve_dataset_names  # noqa: E402
 from engine.cli import run_cli  # noqa: E402
-from engine.config import get_cfg  # noqa: E402
+from engine.config import get_cfg, merge_file  # noqa: E402
 from engine.data.base import DATASET_REGISTRY, DATASETS_DOC  # noqa: E402
 from engine.errors import UsageError, UserError  # noqa: E402
 
@@ -151,7 +151,7 @@ def check(name: str, root: Path, skip_absent: bool = False, check_images: bool =
     folder = root / cls.dataset_dir
     see = f"(see {doc_link(name)})"
     if not folder.is_dir():
-        if name in GENERATED:
+        if name in GENERATED or getattr(cls, "OPTIONAL", False):
             return Result(name, "absent", None, f"no folder {folder} yet", "")
         status = "absent" if skip_absent else "missing"
         return Result(name, status, None, f"no folder {folder}", f"create {folder} from {source_of(name)} {see}")
@@ -211,6 +211,22 @@ def render(results: list[Result]) -> str:
     return table + ("\n\nHow to fix:\n" + "\n".join(fixes) if fixes else "")
 
 
+def check_config(path: Path, root: Path) -> Result:
+    """The dataset a configs/datasets yaml describes (e.g. an ImageFolder with its own PATH), loaded
+    as train.py loads it; there are no known sizes to compare with."""
+    cfg = get_cfg()
+    merge_file(cfg, str(path))
+    cfg.DATASET.ROOT = str(root)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            ds = DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
+    except UserError as e:
+        status = "missing" if isinstance(e, FileNotFoundError) else "wrong"
+        return Result(path.stem, status, None, " ".join(str(e).split()), f"as the details say (see {DATASETS_DOC})")
+    return Result(path.stem, "ok", Counts(ds.num_classes, len(ds.train_x), None if ds.val is None else len(ds.val),
+                                          len(ds.test)), "", "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="DATA: the folder that holds the dataset folders")
@@ -220,12 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-absent", action="store_true", help="do not fail for datasets whose folder is not there")
     parser.add_argument("--check-images", action="store_true", help="open and decode every listed image")
     parser.add_argument("--jobs", type=int, default=min(8, os.cpu_count() or 1), help="parallel image checks")
+    parser.add_argument("--config", nargs="+", default=[], type=Path, metavar="YAML",
+                        help="check only the datasets these dataset configs describe (e.g. an ImageFolder's)")
     args = parser.parse_args(argv)
     root = Path(args.root).expanduser().resolve()
     if not root.is_dir():
         raise UsageError(f"--root {root} is not a folder; give the folder that holds the dataset folders (DATA)")
     names = DATASET_REGISTRY.names()
-    if args.dataset:
+    if args.config and not args.dataset:
+        names = []
+    elif args.dataset:
         try:
             names = resolve_dataset_names(args.dataset, names)
         except KeyError as e:
@@ -233,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         names = [n for n in EXPECTED] + [n for n in names if n not in EXPECTED]
     results = [check(name, root, args.skip_absent, args.check_images, args.jobs) for name in names]
+    results += [check_config(path, root) for path in args.config]
     print(render(results))
     bad = [r for r in results if r.status in ("missing", "wrong")]
     print(f"\n{len(bad)} of {len(results)} datasets need fixing" if bad else f"\nAll {len(results)} datasets ok")

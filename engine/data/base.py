@@ -111,16 +111,18 @@ class SplitDataset(DatasetBase):
         )
 
 
-def apply_protocol(cfg, train: list[Datum], val: list[Datum] | None, test: list[Datum], root: Path, images: Path):
+def apply_protocol(cfg, train: list[Datum], val: list[Datum] | None, test: list[Datum], root: Path, images: Path,
+                   fewshot_dir: Path | None = None):
     """The steps every trainable dataset shares: few-shot subset (DATASET.NUM_SHOTS), base/new
     classes (DATASET.SUBSAMPLE_CLASSES), then one missing-image check. `val` may be None
-    (ImageNet has no validation split)."""
+    (ImageNet has no validation split). Few-shot picks are cached in `fewshot_dir` (default
+    root/split_fewshot); a dataset whose split can change gives each split its own folder."""
     if cfg.DATASET.NUM_SHOTS < 1:
         print(f"DATASET.NUM_SHOTS {cfg.DATASET.NUM_SHOTS}: every training image is used (Dassl's convention "
               "for NUM_SHOTS < 1)")
     else:
         train, fewshot_val = load_or_make_fewshot(
-            train, val or [], cfg.DATASET.NUM_SHOTS, cfg.SEED, root / "split_fewshot", images
+            train, val or [], cfg.DATASET.NUM_SHOTS, cfg.SEED, fewshot_dir or root / "split_fewshot", images
         )
         val = None if val is None else fewshot_val
     splits = subsample_classes(*([train, test] if val is None else [train, val, test]),

@@ -56,13 +56,15 @@ def build_loader(cfg, items: list[Datum], sampler: str, batch_size: int, transfo
 
 
 class DataManager:
-    """Builds the dataset named by DATASET.NAME and its train/val/test loaders."""
+    """Builds the dataset named by DATASET.NAME and its train/val/test loaders; `tfm_train` /
+    `tfm_test` replace the transforms the config describes (Dassl's custom_tfm_train/test)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, tfm_train=None, tfm_test=None):
         if not cfg.DATASET.NAME:
             raise ConfigError("DATASET.NAME is empty: pass --dataset-config-file configs/datasets/<name>.yaml")
         self.dataset: DatasetBase = DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
-        tfm_train, tfm_test = build_train_transform(cfg), build_test_transform(cfg)
+        tfm_train = tfm_train or build_train_transform(cfg)
+        tfm_test = tfm_test or build_test_transform(cfg)
         d = self.dataset
         self.train_loader_x = (
             build_loader(cfg, d.train_x, cfg.DATALOADER.TRAIN_X.SAMPLER, cfg.DATALOADER.TRAIN_X.BATCH_SIZE, tfm_train, True)
