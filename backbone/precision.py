@@ -4,13 +4,16 @@ Trainers set PREC (CoOp semantics):
   "fp16": the whole CLIP in half precision (OpenAI's layout: linear/conv/attention weights and
           projections in fp16, LayerNorms computed in fp32), learnable prompts cast to it;
   "fp32": everything in fp32;
-  "amp":  fp32 weights, forward passes under autocast, losses scaled by a GradScaler.
+  "amp":  fp32 weights, forward passes under autocast, losses scaled by a GradScaler (CUDA:
+          fp16 autocast; CPU: see `cpu_amp_dtype`).
 `load_clip(precision=...)` also takes a torch dtype name ("float32", "float16", "bfloat16"),
 which is used literally, for inference-only uses that want exactly that dtype.
 """
 from __future__ import annotations
 
 import contextlib
+from functools import lru_cache
+from pathlib import Path
 from typing import ContextManager
 
 import torch
@@ -21,6 +24,7 @@ from engine.errors import ConfigError
 from engine.registry import did_you_mean
 
 PRECS = ("fp16", "fp32", "amp")
+CPU_AMP_CHOICES = ("auto", "bf16", "fp32")  # TRAINER.CPU_AMP
 _DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 
@@ -78,13 +82,55 @@ def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model
 
 
-def autocast(prec: str, device: str | torch.device) -> ContextManager:
-    """Autocast for "amp" (fp16 on CUDA, bf16 on CPU, the dtype CPU autocast supports well);
-    a no-op for "fp16"/"fp32", whose weights already fix the dtype."""
+@lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has bf16 matrix units that PyTorch can use (Intel AMX: the `amx_bf16`
+    flag, and the kernel's permission to use AMX tiles, which torch requests). Without them,
+    bf16 autocast on CPU runs through conversions and is slower than fp32 (measured 3.5x on a
+    DeAR ViT-B/16 step on an avx512_bf16 CPU without AMX: docs/PERFORMANCE.md)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    if "amx_bf16" not in flags:
+        return False
+    init_amx = getattr(getattr(torch._C, "_cpu", None), "_init_amx", None)
+    return bool(init_amx()) if init_amx is not None else True
+
+
+def cpu_amp_dtype(cpu_amp: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of PREC amp on a CPU, or None for plain fp32: TRAINER.CPU_AMP "auto"
+    picks bf16 only where `cpu_has_fast_bf16`; "bf16" and "fp32" force either."""
+    if cpu_amp not in CPU_AMP_CHOICES:
+        raise ConfigError(f"TRAINER.CPU_AMP must be one of {', '.join(CPU_AMP_CHOICES)}, got {cpu_amp!r}")
+    if cpu_amp == "auto":
+        return torch.bfloat16 if cpu_has_fast_bf16() else None
+    return torch.bfloat16 if cpu_amp == "bf16" else None
+
+
+def amp_note(prec: str, device: str | torch.device, cpu_amp: str = "auto") -> str | None:
+    """The one log line saying what PREC amp does on a CPU (None elsewhere)."""
+    if check_prec(prec) != "amp" or _device_type(device) != "cpu":
+        return None
+    dtype = cpu_amp_dtype(cpu_amp)
+    if cpu_amp != "auto":
+        return f"PREC amp on CPU: {'bf16 autocast' if dtype else 'fp32'} (forced by TRAINER.CPU_AMP {cpu_amp})"
+    if dtype is not None:
+        return "PREC amp on CPU: bf16 autocast (this CPU has AMX bf16 units; TRAINER.CPU_AMP fp32 turns it off)"
+    return ("PREC amp on CPU: running in fp32, as this CPU has no fast bf16 units (AMX), where bf16 autocast is "
+            "slower than fp32; TRAINER.CPU_AMP bf16 forces it")
+
+
+def autocast(prec: str, device: str | torch.device, cpu_amp: str = "auto") -> ContextManager:
+    """Autocast for "amp" (fp16 on CUDA; on CPU bf16 or nothing, see `cpu_amp_dtype`); a no-op
+    for "fp16"/"fp32", whose weights already fix the dtype."""
     if check_prec(prec) != "amp":
         return contextlib.nullcontext()
     device_type = _device_type(device)
-    return torch.autocast(device_type, dtype=torch.float16 if device_type == "cuda" else torch.bfloat16)
+    if device_type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    dtype = cpu_amp_dtype(cpu_amp) if device_type == "cpu" else torch.bfloat16
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype=dtype)
 
 
 def grad_scaler(prec: str, device: str | torch.device) -> torch.amp.GradScaler:

@@ -88,9 +88,15 @@ def get_cfg_default() -> CN:
     c.TEST.NO_TEST = False
     c.TEST.SPLIT = "test"
     c.TEST.FINAL_MODEL = "last_step"
+    # reuse the frozen image features of earlier evaluations where a method leaves the image
+    # tower untouched (engine/feature_cache.py); the results are the same either way
+    c.TEST.FEATURE_CACHE = True
 
     c.TRAINER = CN()
     c.TRAINER.NAME = ""
+    # PREC amp on a CPU: "auto" autocasts to bf16 only where the CPU has fast bf16 units (AMX),
+    # else runs fp32; "bf16" / "fp32" force either (backbone/precision.py)
+    c.TRAINER.CPU_AMP = "auto"
     return c
 
 

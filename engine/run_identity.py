@@ -24,7 +24,7 @@ from engine.checkpoint import model_folders, resolve_model_file
 # Keys that say where files are or how often to print, never what is computed.
 IGNORED_KEYS = (
     "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "DATALOADER.NUM_WORKERS", "TRAIN.PRINT_FREQ",
-    "TRAIN.CHECKPOINT_FREQ", "VERBOSE", "USE_CUDA",
+    "TRAIN.CHECKPOINT_FREQ", "VERBOSE", "USE_CUDA", "TEST.FEATURE_CACHE",
 )
 # Manifest entries recorded for the reader but not compared.
 UNCOMPARED = ("code", "config_sha256")

@@ -6,7 +6,7 @@ import datetime
 import sys
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -345,6 +345,13 @@ class TrainerX:
     def model_inference(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
 
+    def evaluation_batches(self, loader) -> Iterator[tuple[object, torch.Tensor]]:
+        """(model input, labels) per evaluation batch: parse_batch_test's images. A trainer may
+        give precomputed image features instead (trainers/common.py), which its model_inference
+        then accepts."""
+        for batch in tqdm(loader, file=sys.__stderr__, disable=not sys.__stdout__.isatty()):
+            yield self.parse_batch_test(batch)
+
     def autocast(self):
         """Mixed-precision context for forward passes (a no-op unless a trainer enables amp)."""
         return contextlib.nullcontext()
@@ -384,10 +391,9 @@ class TrainerX:
         loader = self.val_loader if split == "val" and self.val_loader is not None else self.test_loader
         print(f"Evaluate on the *{split}* set")
         with self.evaluation_context():
-            for batch in tqdm(loader, file=sys.__stderr__, disable=not sys.__stdout__.isatty()):
-                images, labels = self.parse_batch_test(batch)
+            for inputs, labels in self.evaluation_batches(loader):
                 with self.autocast():
-                    logits = self.model_inference(images)
+                    logits = self.model_inference(inputs)
                 self.evaluator.process(logits, labels)
         results = self.evaluator.evaluate()
         for k, v in results.items():

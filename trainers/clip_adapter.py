@@ -49,9 +49,8 @@ class AdapterCLIP(ZeroShotClassifier):
         self.adapter = FeatureAdapter(clip.embed_dim, reduction, clip.dtype, clip.device)
         self.ratio = ratio
 
-    def image_features(self, images: Tensor) -> Tensor:
-        x = super().image_features(images)
-        return self.ratio * self.adapter(x) + (1 - self.ratio) * x
+    def image_head(self, frozen: Tensor) -> Tensor:
+        return self.ratio * self.adapter(frozen) + (1 - self.ratio) * frozen
 
 
 @TRAINER_REGISTRY.register()

@@ -40,15 +40,26 @@ class CoCoOpPrompts(nn.Module):
 
 
 class CoCoOpCLIP(nn.Module):
+    """The image tower is CLIP's own: its features feed the meta-net, and evaluation may reuse
+    them across runs (trainers/common.py's TextClassifier has the same interface)."""
+
+    frozen_image_tower = True
+
     def __init__(self, clip: ClipBackbone, prompt_learner: CoCoOpPrompts):
         super().__init__()
         self.clip = clip
         self.prompt_learner = prompt_learner
 
+    def frozen_image_features(self, images: Tensor) -> Tensor:
+        return self.clip.encode_image(images.to(self.clip.dtype))
+
     def forward(self, images: Tensor) -> Tensor:
+        return self.logits_from_frozen(self.frozen_image_features(images))
+
+    def logits_from_frozen(self, frozen: Tensor) -> Tensor:
         """[B, C] logits; the class prompts of image b are encoded with image b's bias (one
         text pass per image, as the official loop, which bounds memory at test time)."""
-        image = F.normalize(self.clip.encode_image(images.to(self.clip.dtype)), dim=-1)
+        image = F.normalize(frozen, dim=-1)
         bias = self.prompt_learner(image)
         text = self.prompt_learner.text
         scale = self.clip.logit_scale.exp()

@@ -1,20 +1,34 @@
 """What every CLIP prompt learner shares: backbone loading under the method's PREC,
-cross-entropy training, and class text features encoded once per evaluation."""
+cross-entropy training, class text features encoded once per evaluation, and frozen image
+features reused across evaluations (TEST.FEATURE_CACHE)."""
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from backbone import ClipBackbone, load_clip
-from backbone.precision import autocast, grad_scaler
+from tqdm import tqdm
+
+from backbone.precision import amp_note, autocast, cpu_amp_dtype, grad_scaler
 from engine.checkpoint import load_checkpoint, load_learnable_state
 from engine.errors import ConfigError
+from engine.feature_cache import FeatureCache, image_list_signature
 from engine.trainer import TrainerX
 
 PRECISIONS = ("fp16", "fp32", "amp")
+
+
+@dataclass(frozen=True)
+class FrozenFeatures:
+    """A batch of the frozen CLIP's image features, in place of its images (model_inference)."""
+
+    tensor: torch.Tensor
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -25,8 +39,13 @@ class TextClassifier(nn.Module):
     """CLIP classifier whose class text features do not depend on the image.
 
     That lets evaluation encode the class prompts once (`cached_text_features`) where
-    CoOp's code re-encodes them for every test batch.
+    CoOp's code re-encodes them for every test batch. Its image features are
+    `image_head(frozen_image_features(images))`: with `frozen_image_tower` True (the image
+    tower untouched, as in CoOp), evaluation may reuse the frozen features of other runs
+    (engine/feature_cache.py); methods that prompt the image tower set it False.
     """
+
+    frozen_image_tower = True
 
     def __init__(self, clip: ClipBackbone):
         super().__init__()
@@ -37,13 +56,27 @@ class TextClassifier(nn.Module):
         """[num_classes, embed_dim] class features, not normalised."""
         raise NotImplementedError
 
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+    def frozen_image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen CLIP's image features [B, embed_dim]."""
         return self.clip.encode_image(images.to(self.clip.dtype))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        image = F.normalize(self.image_features(images), dim=-1)
+    def image_head(self, frozen: torch.Tensor) -> torch.Tensor:
+        """What the method does to the frozen image features (nothing here; CLIP-Adapter adapts)."""
+        return frozen
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image_head(self.frozen_image_features(images))
+
+    def logits(self, image_features: torch.Tensor) -> torch.Tensor:
+        image = F.normalize(image_features, dim=-1)
         text = self._text_cache if self._text_cache is not None else F.normalize(self.text_features(), dim=-1)
         return (self.clip.logit_scale.exp() * image @ text.t()).float()
+
+    def logits_from_frozen(self, frozen: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.image_head(frozen))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.image_features(images))
 
     @contextmanager
     def cached_text_features(self):
@@ -73,6 +106,9 @@ class ClipTrainer(TrainerX):
         print(f"Loading CLIP (backbone: {name})")
         clip = load_clip(name, pretrained=self.cfg.MODEL.BACKBONE.PRETRAINED, precision=self.prec, device=self.device)
         self.scaler = grad_scaler(self.prec, self.device)
+        note = amp_note(self.prec, self.device, self.cfg.TRAINER.CPU_AMP)
+        if note:
+            print(note)
         return clip
 
     def load_init_weights(self, module: nn.Module) -> None:
@@ -83,10 +119,70 @@ class ClipTrainer(TrainerX):
             print(f"Initialised learnable weights from {path}")
 
     def autocast(self):
-        return autocast(self.prec, self.device)
+        return autocast(self.prec, self.device, self.cfg.TRAINER.CPU_AMP)
 
     def evaluation_context(self):
         return self.model.cached_text_features()
+
+    # ---- frozen image features, reused across runs -----------------------------------------
+    def autocast_dtype(self) -> str:
+        if self.prec != "amp":
+            return "none"
+        if self.device.type == "cuda":
+            return str(torch.float16)
+        return str(cpu_amp_dtype(self.cfg.TRAINER.CPU_AMP) or "none")
+
+    def feature_cache_key(self, loader) -> tuple[dict | None, str]:
+        """(key, "") if this evaluation may reuse cached frozen features, else (None, why not).
+        The key holds everything the features depend on (engine/feature_cache.py)."""
+        if not self.cfg.TEST.FEATURE_CACHE:
+            return None, "TEST.FEATURE_CACHE is off"
+        if not getattr(self.model, "frozen_image_tower", False):
+            return None, "the method changes the image tower"
+        if self.manifest["weights"].startswith("random-init"):
+            return None, "random-init weights (no fingerprint)"
+        if not isinstance(loader.sampler, torch.utils.data.SequentialSampler) or not hasattr(loader.dataset, "items"):
+            return None, "the evaluation order is not the image list's"
+        clip = self.model.clip
+        impaths = [d.impath for d in loader.dataset.items]
+        key = {
+            "feature": "ClipBackbone.encode_image", "backbone": self.cfg.MODEL.BACKBONE.NAME,
+            "weights": self.manifest["weights"], "images": image_list_signature(impaths), "n_images": len(impaths),
+            "transform": repr(loader.dataset.transform), "weight_dtype": str(clip.dtype),
+            "autocast": self.autocast_dtype(), "batch_size": loader.batch_size, "device": self.device.type,
+            "torch": str(torch.__version__),
+        }
+        return key, ""
+
+    def encode_frozen(self, loader) -> torch.Tensor:
+        """The frozen image features of every image, batch by batch as an evaluation computes them."""
+        features = []
+        for batch in tqdm(loader, file=sys.__stderr__, disable=not sys.__stdout__.isatty()):
+            images, _ = self.parse_batch_test(batch)
+            with torch.no_grad(), self.autocast():
+                features.append(self.model.frozen_image_features(images))
+        return torch.cat(features)
+
+    def evaluation_batches(self, loader) -> Iterator[tuple[object, torch.Tensor]]:
+        key, why_not = self.feature_cache_key(loader)
+        if key is None:
+            print(f"Image features computed (not cached: {why_not})")
+            yield from super().evaluation_batches(loader)
+            return
+        impaths = [d.impath for d in loader.dataset.items]
+        cache = FeatureCache()
+        features, hit = cache.load_or_compute(key, impaths, lambda: self.encode_frozen(loader))
+        print(f"Image features {'reused from' if hit else 'computed and stored in'} {cache.path(key)}")
+        labels = torch.tensor([d.label for d in loader.dataset.items])
+        features = features.to(self.device)
+        for start in range(0, len(impaths), loader.batch_size):
+            end = start + loader.batch_size
+            yield FrozenFeatures(features[start:end]), labels[start:end].to(self.device)
+
+    def model_inference(self, inputs) -> torch.Tensor:
+        if isinstance(inputs, FrozenFeatures):
+            return self.model.logits_from_frozen(inputs.tensor)
+        return self.model(inputs)
 
     def forward_backward(self, batch: dict) -> dict:
         images, labels = self.parse_batch_train(batch)

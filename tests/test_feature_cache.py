@@ -1,0 +1,154 @@
+"""Frozen image features reused across evaluations (engine/feature_cache.py): bit-identical logits,
+and never a stale entry when an image, the transform, the backbone weights or the precision change."""
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from backbone import model_configs
+from engine.feature_cache import FeatureCache, image_list_signature
+from tests.minidata import make_caltech_like
+from train import main, parse_args, setup_cfg
+from trainers.common import FrozenFeatures
+
+TINY = {"ZeroshotCLIP": "configs/trainers/ZeroshotCLIP/tiny.yaml", "CoOp": "configs/trainers/CoOp/tiny_ep10.yaml",
+        "CLIPAdapter": "configs/trainers/CLIPAdapter/tiny.yaml",
+        "CoCoOp": "configs/trainers/CoCoOp/tiny_c4_ep5_batch4_ctxv1.yaml"}
+
+
+@pytest.fixture()
+def cache_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("PROMPTLAB_CACHE", str(folder))
+    return folder / "image_features"
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return make_caltech_like(tmp_path_factory.mktemp("data"), size=64)
+
+
+def argv(root, trainer, out, *opts):
+    return ["--root", str(root), "--seed", "1", "--trainer", trainer, "--dataset-config-file",
+            "configs/datasets/caltech101.yaml", "--config-file", TINY[trainer], "--output-dir", str(out),
+            "DATALOADER.NUM_WORKERS", "0", "DATALOADER.TEST.BATCH_SIZE", "4", *opts]
+
+
+def trainer_for(root, trainer, out, *opts):
+    cfg = setup_cfg(parse_args(argv(root, trainer, out, *opts)))
+    from engine.registry import TRAINER_REGISTRY
+
+    return TRAINER_REGISTRY.get(trainer)(cfg)
+
+
+def eval_logits(trainer):
+    """The logits TrainerX.test computes, batch by batch."""
+    out = []
+    with torch.no_grad(), trainer.evaluation_context():
+        for inputs, _ in trainer.evaluation_batches(trainer.test_loader):
+            with trainer.autocast():
+                out.append(trainer.model_inference(inputs))
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("method", list(TINY))
+def test_cached_features_give_bit_identical_logits(method, data_root, tmp_path, cache_dir, capsys):
+    trainer = trainer_for(data_root, method, tmp_path / "a")
+    off = trainer_for(data_root, method, tmp_path / "b", "TEST.FEATURE_CACHE", "False")
+    off.model.load_state_dict(trainer.model.state_dict())
+    plain = eval_logits(off)
+    assert "not cached: TEST.FEATURE_CACHE is off" in capsys.readouterr().out
+    cold = eval_logits(trainer)
+    assert "computed and stored in" in capsys.readouterr().out
+    warm = eval_logits(trainer)
+    assert "reused from" in capsys.readouterr().out
+    assert torch.equal(plain, cold) and torch.equal(plain, warm)
+    assert len(list(cache_dir.glob("*.pt"))) == 1
+
+
+def test_one_entry_serves_every_method_and_seed(data_root, tmp_path, cache_dir):
+    for i, method in enumerate(["ZeroshotCLIP", "CoOp", "CLIPAdapter", "CoCoOp"]):
+        eval_logits(trainer_for(data_root, method, tmp_path / str(i), "SEED", str(i + 1)))
+    assert len(list(cache_dir.glob("*.pt"))) == 1
+
+
+def test_methods_that_prompt_the_image_tower_never_use_it(data_root, tmp_path, cache_dir, capsys):
+    trainer = trainer_for(data_root, "CoOp", tmp_path / "a")
+    trainer.model.frozen_image_tower = False
+    batches = list(trainer.evaluation_batches(trainer.test_loader))
+    assert not any(isinstance(x, FrozenFeatures) for x, _ in batches)
+    assert "not cached: the method changes the image tower" in capsys.readouterr().out
+
+
+def entries(cache_dir):
+    return sorted(p.name for p in cache_dir.glob("*.pt"))
+
+
+def test_a_changed_image_is_never_served_stale(tmp_path, cache_dir):
+    root = make_caltech_like(tmp_path / "data", size=64)
+    trainer = trainer_for(root, "ZeroshotCLIP", tmp_path / "a")
+    before = eval_logits(trainer)
+    image = Path(trainer.test_loader.dataset.items[0].impath)
+    shutil.copyfile(Path(trainer.test_loader.dataset.items[-1].impath), image)
+    after = eval_logits(trainer_for(root, "ZeroshotCLIP", tmp_path / "b"))
+    assert len(entries(cache_dir)) == 2
+    expected = eval_logits(trainer_for(root, "ZeroshotCLIP", tmp_path / "c", "TEST.FEATURE_CACHE", "False"))
+    assert torch.equal(after, expected) and not torch.equal(after[0], before[0])
+
+
+@pytest.mark.parametrize("first, second", [
+    (("INPUT.INTERPOLATION", "bicubic"), ("INPUT.INTERPOLATION", "bilinear")),
+    (("TRAINER.CPU_AMP", "fp32"), ("TRAINER.CPU_AMP", "bf16")),
+    (("DATALOADER.TEST.BATCH_SIZE", "4"), ("DATALOADER.TEST.BATCH_SIZE", "3")),
+], ids=["transform", "precision", "batch"])
+def test_a_changed_transform_or_precision_makes_a_new_entry(first, second, data_root, tmp_path, cache_dir):
+    amp = ("TRAINER.COOP.PREC", "amp")
+    eval_logits(trainer_for(data_root, "CoOp", tmp_path / "a", *amp, *first))
+    eval_logits(trainer_for(data_root, "CoOp", tmp_path / "b", *amp, *first))
+    assert len(entries(cache_dir)) == 1
+    eval_logits(trainer_for(data_root, "CoOp", tmp_path / "c", *amp, *second))
+    assert len(entries(cache_dir)) == 2
+
+
+def test_changed_backbone_weights_make_a_new_entry(data_root, tmp_path, cache_dir, monkeypatch):
+    eval_logits(trainer_for(data_root, "ZeroshotCLIP", tmp_path / "a"))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    state = torch.load(model_configs.WEIGHTS_DIR / "tiny-attr.pt", weights_only=True)
+    state["visual.proj"] = state["visual.proj"] * 1.01
+    torch.save(state, weights / "tiny-attr.pt")
+    monkeypatch.setattr(model_configs, "WEIGHTS_DIR", weights)
+    changed = trainer_for(data_root, "ZeroshotCLIP", tmp_path / "b")
+    logits = eval_logits(changed)
+    assert len(entries(cache_dir)) == 2
+    changed.cfg.defrost()
+    changed.cfg.TEST.FEATURE_CACHE = False
+    assert torch.equal(logits, eval_logits(changed))
+
+
+def test_an_entry_is_used_only_for_its_own_key_and_images(tmp_path):
+    cache = FeatureCache(tmp_path)
+    images = [tmp_path / f"{i}.png" for i in range(3)]
+    for p in images:
+        p.write_bytes(b"x")
+    paths = [str(p) for p in images]
+    key = {"images": image_list_signature(paths), "transform": "t"}
+    cache.save(key, paths, torch.ones(3, 2))
+    assert torch.equal(cache.load(key, paths), torch.ones(3, 2))
+    assert cache.load(key, paths[::-1]) is None  # same key, another order
+    other = {**key, "transform": "u"}
+    cache.path(key).rename(cache.path(other))  # a file under another key's name
+    assert cache.load(other, paths) is None
+    cache.path(other).write_bytes(b"garbage")
+    assert cache.load(other, paths) is None
+    images[1].write_bytes(b"xy")  # size changes the signature
+    assert image_list_signature(paths) != key["images"]
+
+
+def test_a_sweep_of_runs_reuses_the_features(data_root, tmp_path, cache_dir):
+    """Through train.py: the second method's evaluation reads the first one's entry."""
+    main(["--eval-only", *argv(data_root, "ZeroshotCLIP", tmp_path / "zs")])
+    main(argv(data_root, "CLIPAdapter", tmp_path / "ad", "OPTIM.MAX_EPOCH", "1"))
+    assert "Image features reused from" in (tmp_path / "ad" / "log.txt").read_text()
+    assert len(entries(cache_dir)) == 1
