@@ -224,7 +224,28 @@ class ClipBackbone(nn.Module):
         x = self._patch_embeddings(images)
         if hooks.on_embed is not None:
             x = hooks.on_embed(x)
-        x, head_outputs = run_blocks(visual.transformer, visual.ln_pre(x), hooks, causal=False)
+        return self.forward_image_from(visual.ln_pre(x), 0, hooks)
+
+    def image_prefix(self, images: Tensor, layer: int) -> Tensor:
+        """The frozen tower's hidden states entering block `layer` (0-based) [B, L, width], with
+        no hooks: what every pass whose hooks start at `layer` or later computes first, so that
+        a prompted pass and a frozen pass can share it (`forward_image_from`)."""
+        if not 0 <= layer <= self.vision_layers:
+            raise ValueError(f"image_prefix: layer {layer} is outside 0..{self.vision_layers}")
+        x = self.embed_image(images)
+        return run_blocks(self._vit().transformer, x, _NO_HOOKS, causal=False, stop=layer)[0]
+
+    def forward_image_from(self, hidden: Tensor, layer: int, hooks: TowerHooks | None = None) -> TowerOutput:
+        """The tower from block `layer` on, given the states entering it (`image_prefix`).
+        Hooks may act on block `layer` and later only: head masks or captures before it are an
+        error, and `before_block` is called for blocks `layer`.. alone."""
+        hooks = hooks or _NO_HOOKS
+        check_layers(hooks, self.vision_layers, "vision")
+        early = sorted(i for i in [*hooks.head_masks, *hooks.capture_heads] if i < layer)
+        if early or (layer > 0 and hooks.on_embed is not None):
+            raise ValueError(f"forward_image_from({layer}): hooks act before block {layer} (layers {early} or "
+                             "on_embed); start earlier")
+        x, head_outputs = run_blocks(self._vit().transformer, hidden, hooks, causal=False, start=layer)
         return TowerOutput(self.image_head(x[:, 0]), x, head_outputs)
 
     def encode_image(self, images: Tensor, hooks: TowerHooks | None = None) -> Tensor:
