@@ -390,6 +390,7 @@ class TrainerX:
         split = split or self.cfg.TEST.SPLIT
         loader = self.val_loader if split == "val" and self.val_loader is not None else self.test_loader
         print(f"Evaluate on the *{split}* set")
+        started = time.time()
         with self.evaluation_context():
             for inputs, labels in self.evaluation_batches(loader):
                 with self.autocast():
@@ -402,6 +403,7 @@ class TrainerX:
             split, results,
             epoch=self.epochs_done,
             wall_time_s=round(time.time() - self.time_start, 3),
+            eval_time_s=round(time.time() - started, 3),
         )
         if not self.in_training:
             self.results.write()
