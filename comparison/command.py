@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     result = compare(args.root, args.protocol, Selection(tuple(args.methods), tuple(args.datasets)), args.reported)
     lines = notes(result, args.reported)
     if args.report:
-        command = args.regenerate or shlex.join(["python", "tools/compare.py", *(sys.argv[1:] if argv is None else argv)])
+        words = sys.argv[1:] if argv is None else argv
+        command = args.regenerate or shlex.join(["python", "tools/compare.py", *words])
         write_report(args.report, result, lines, args.title, command)
         return
     print(render(result, args.format))

@@ -1,7 +1,7 @@
 """Tables (md, latex, plain) and CSV for the rows of tools/compare.py, with their footnotes.
 
 The CSV holds one number per cell (empty where there is none, e.g. the std of a published number)
-so scripts can read it; its columns are listed in CSV_COLUMNS and in comparison/command.py's help (tools/compare.py --help).
+so scripts can read it; its columns are listed in CSV_COLUMNS and in tools/compare.py --help.
 """
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ def notes(result: Result, reported: bool) -> list[str]:
     elif len(result.datasets) > 1:
         lines.append("average: mean over datasets of the per-dataset means; (k/n): over k of the n datasets.")
     if not isinstance(result, FewShot) and any(r.published for r in result.rows):
-        lines.append("(reported): published numbers from comparison/reported_results.csv, whose source column cites each.")
+        lines.append("(reported): published numbers from comparison/reported_results.csv, whose source column "
+                     "cites each.")
     elif reported:
         lines.append("--reported: comparison/reported_results.csv has no published numbers for this table (its header "
                      "says which sources could be read).")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.errors import UserError
 from comparison.base2new import AVERAGE, Base2New
 from comparison.fewshot import FewShot
 from comparison.stats import is_missing
 from comparison.transfer import Transfer
+from engine.errors import UserError
 
 DPI = 100
 METADATA = {".png": {"Software": None}, ".svg": {"Date": None, "Creator": None},

@@ -25,6 +25,7 @@ from sweeps.steps import run_path
 LIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
                "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING", "PREEMPTED")
 MAX_ARRAY = 1000  # SLURM's default MaxArraySize is 1001: larger sweeps go in several arrays
+MAX_TIMEOUTS = 3  # requeues after reaching the time limit (submitit's default); preemptions are not counted
 DEFAULT_TIME_MIN = 24 * 60
 
 

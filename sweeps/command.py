@@ -165,15 +165,19 @@ def slurm_options(args: argparse.Namespace) -> SlurmOptions:
 
 def print_slurm_plan(chains: list[Chain], env: dict[str, str], options: SlurmOptions, output: Path) -> None:
     """--launcher slurm --dry-run: what would be submitted (before checking what has finished)."""
-    from sweeps.cluster import MAX_ARRAY, slurm_folder
+    from sweeps.cluster import MAX_ARRAY, MAX_TIMEOUTS, slurm_folder
 
-    params = ", ".join(f"{k}={v!r}" for k, v in options.parameters(REPO).items())
-    print(f"submitit.SlurmExecutor(folder={str(slurm_folder(output))!r}).update_parameters({params})")
+    print(f"submitit.SlurmExecutor(folder={str(slurm_folder(output))!r}, max_num_timeout={MAX_TIMEOUTS})"
+          ".update_parameters(")
+    for key, value in options.parameters(REPO).items():
+        print(f"    {key}={value!r},")
+    print(")")
     if options.job_env():
         print("job environment: " + " ".join(f"{k}={v}" for k, v in options.job_env().items()))
     arrays = -(-len(chains) // MAX_ARRAY)
-    print(f"{len(chains)} jobs, one per chain, in {arrays} job array{'s' if arrays > 1 else ''} "
-          f"(at most {options.array_parallelism} running at once); {sum(len(c.steps) for c in chains)} steps:")
+    grouping = f"{arrays} job array{'s' if arrays > 1 else ''} (at most {options.array_parallelism} running at once)"
+    print(f"{len(chains)} job{'s' if len(chains) > 1 else ''}, one per chain"
+          f"{', in ' + grouping if len(chains) > 1 else ''}; {sum(len(c.steps) for c in chains)} steps:")
     for i, chain in enumerate(chains):
         print(f"[{i}] {chain.name}")
         for step in chain.steps:

@@ -21,8 +21,8 @@ import submitit
 
 from engine.errors import UsageError
 from sweeps.cluster import (
-    LIVE_STATES, MAX_ARRAY, JobRecord, SlurmOptions, add_records, job_log, latest_records, new_record, slurm_folder,
-    slurm_queue,
+    LIVE_STATES, MAX_ARRAY, MAX_TIMEOUTS, JobRecord, SlurmOptions, add_records, job_log, latest_records, new_record,
+    slurm_folder, slurm_queue,
 )
 from sweeps.plan import Chain
 from sweeps.status import RESTART, chain_states, summary
@@ -81,7 +81,7 @@ def executor(output: Path, options: SlurmOptions) -> submitit.SlurmExecutor:
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         raise UsageError("--launcher slurm: sbatch and srun are not on PATH. Run the sweep on a machine of the "
                          "cluster (a login node), or use --launcher local")
-    ex = submitit.SlurmExecutor(folder=slurm_folder(output))
+    ex = submitit.SlurmExecutor(folder=slurm_folder(output), max_num_timeout=MAX_TIMEOUTS)
     ex.update_parameters(**options.parameters(REPO))
     return ex
 

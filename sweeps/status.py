@@ -11,7 +11,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeps.cluster import LIVE_STATES, JobRecord, QueueEntry, chain_key, job_log, latest_records, slurm_folder, slurm_queue
+from sweeps.cluster import (
+    LIVE_STATES, JobRecord, QueueEntry, chain_key, job_log, latest_records, slurm_folder, slurm_queue,
+)
 from sweeps.plan import Chain
 from sweeps.steps import newest_log, run_states, shown
 

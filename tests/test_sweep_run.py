@@ -57,6 +57,14 @@ def test_failed_runs_are_listed_with_their_logs_and_the_rest_finishes(tmp_path, 
     assert len(list(out.glob("base2new/*/eurosat/shots_16/*/*/seed1/results.json"))) == 4
 
     calls.unlink()
+    assert sweep_main([*args, "--status"]) == 0  # from the output tree alone: nothing runs
+    status = capsys.readouterr().out
+    assert not calls.exists()
+    assert (f"unfinished   CoOp-vit_b16_ep50_ctxv1-dtd-shots16-seed1  base2new_train stopped before it finished\n"
+            f"{'':13}log: {base}/CoOp/vit_b16_ep50_ctxv1/seed1/log.txt") in status
+    assert "done         CoOp-vit_b16_ep50_ctxv1-eurosat-shots16-seed1\n" in status
+    assert status.endswith("2 done, 2 unfinished (of 4 chains).\n")
+
     assert sweep_main(args) == 1
     assert "2 of 4 chains done (2 steps run, 3 finished earlier)." in capsys.readouterr().out
     assert all("datasets/dtd.yaml" in c for c in calls.read_text().splitlines())
