@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from attrworld import derived
 from engine.data.samplers import EpochBatchSampler, ShardSampler
 from engine.errors import ConfigError
 from engine.utils import MetricMeter
@@ -51,10 +50,8 @@ def test_more_processes_than_a_batch_holds_is_refused():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("DATA")
-    derived.generate(derived.DATASETS["AttrColorShape"], root)
-    return root
+def data(attr_color_shape_root):
+    return attr_color_shape_root
 
 
 def train_args(data: Path, out: Path, trainer: str) -> list[str]:

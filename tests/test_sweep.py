@@ -271,8 +271,21 @@ def test_zero_shot_steps_and_unknown_step(fake_python, tmp_path):
     assert bad.returncode == 2 and "unknown step 'rm'" in bad.stderr
 
 
+def test_nproc_runs_train_py_under_torchrun(fake_python):
+    stub, log = fake_python
+    step = ["bash", "scripts/run.sh", "base2new_train", "CoOp", "tiny_ep10", "dtd", "1"]
+    (single,) = recorded(log, step, stub, {"OUTPUT": "o"})
+    (ddp,) = recorded(log, step, stub, {"OUTPUT": "o", "NPROC": "4"})
+    assert single.startswith("train.py --root /data/x --output-dir o/base2new/train_base/dtd/")
+    assert ddp == f"-m torch.distributed.run --standalone --nproc-per-node 4 {single}"
+
+
 def test_parallel_slots_split_gpus_and_cpu_threads(monkeypatch):
     assert slot_envs(3, ["0", "1"]) == [{"CUDA_VISIBLE_DEVICES": d} for d in ("0", "1", "0")]
+    assert slot_envs(3, ["0", "1", "2", "3", "4"], nproc=2) == [  # a DDP run on each pair; GPU 4 left over
+        {"CUDA_VISIBLE_DEVICES": "0,1"}, {"CUDA_VISIBLE_DEVICES": "2,3"}, {"CUDA_VISIBLE_DEVICES": "0,1"}]
+    with pytest.raises(UserError, match="NPROC=4 asks for 4 GPUs per run, but only 2 are visible"):
+        slot_envs(1, ["0", "1"], nproc=4)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert slot_envs(3, []) == [{"OMP_NUM_THREADS": "2"}] * 3

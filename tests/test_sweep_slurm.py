@@ -21,7 +21,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from attrworld import derived
 from tests.slurm_cluster import OneNodeSlurm, missing_reason
 
 CHAIN = "CoOp-tiny_ep10-attr_color_shape-shots1-seed1"
@@ -81,9 +80,8 @@ def run(out: Path, part: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def swept(cluster, tmp_path_factory):
-    data = tmp_path_factory.mktemp("DATA")
-    derived.generate(derived.DATASETS["AttrColorShape"], data)
+def swept(cluster, attr_color_shape_root, tmp_path_factory):
+    data = attr_color_shape_root
     out_a, out_b = tmp_path_factory.mktemp("interrupted"), tmp_path_factory.mktemp("uninterrupted")
     started = time.time()
     job_a, job_b = submitted_id(sweep(data, out_a)), submitted_id(sweep(data, out_b))
@@ -140,3 +138,11 @@ def test_a_failed_chain_is_listed_with_its_log_and_resubmitted(swept, tmp_path):
     assert "error: OPTIM.MAX_EPOCH 0: CoOp has learnable weights" in log.read_text()
     second = sweep(swept.data, tmp_path, opts=bad)
     assert "1 chains: 1 failed (of 1 chains)." in second.out and submitted_id(second) != job
+
+
+def test_jobs_the_scheduler_refuses_are_a_user_error(cluster, attr_color_shape_root, tmp_path):
+    from engine.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"(?s)sbatch refused the jobs: .*invalid partition.*\nCheck --slurm-partition"):
+        sweep(attr_color_shape_root, tmp_path, "--slurm-partition", "nope")
+    assert not (tmp_path / "sweeps" / "slurm" / "jobs.jsonl").exists()
