@@ -45,7 +45,7 @@ import trainers  # noqa: F401  (registers the trainers)
 from engine.errors import UsageError
 from engine.registry import TRAINER_REGISTRY, did_you_mean
 from engine.trainer import TrainerX
-from sweeps.cluster import SlurmOptions, parse_opts, parse_time
+from sweeps.cluster import MAX_ARRAY, MAX_TIMEOUTS, SlurmOptions, parse_opts, parse_time, slurm_folder
 from sweeps.plan import DEFAULT_DATASETS, FEW_SHOTS, PROTOCOLS, Chain, Planner
 from sweeps.steps import REPO
 
@@ -165,8 +165,6 @@ def slurm_options(args: argparse.Namespace) -> SlurmOptions:
 
 def print_slurm_plan(chains: list[Chain], env: dict[str, str], options: SlurmOptions, output: Path) -> None:
     """--launcher slurm --dry-run: what would be submitted (before checking what has finished)."""
-    from sweeps.cluster import MAX_ARRAY, MAX_TIMEOUTS, slurm_folder
-
     print(f"submitit.SlurmExecutor(folder={str(slurm_folder(output))!r}, max_num_timeout={MAX_TIMEOUTS})"
           ".update_parameters(")
     for key, value in options.parameters(REPO).items():
