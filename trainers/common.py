@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from backbone.precision import amp_note, autocast, cpu_amp_dtype, grad_scaler
 from engine.checkpoint import load_checkpoint, load_learnable_state
+from engine.data.samplers import ShardSampler
 from engine.errors import ConfigError
 from engine.feature_cache import FeatureCache, image_list_signature
 from engine.trainer import TrainerX
@@ -141,8 +142,10 @@ class ClipTrainer(TrainerX):
             return None, "the method changes the image tower"
         if self.manifest["weights"].startswith("random-init"):
             return None, "random-init weights (no fingerprint)"
-        if not isinstance(loader.sampler, torch.utils.data.SequentialSampler) or not hasattr(loader.dataset, "items"):
-            return None, "the evaluation order is not the image list's"
+        items = getattr(loader.dataset, "items", None)
+        sampler = loader.sampler
+        if items is None or not isinstance(sampler, ShardSampler) or (sampler.start, sampler.stop) != (0, len(items)):
+            return None, "this process evaluates only part of the list (torchrun)"
         clip = self.model.clip
         impaths = [d.impath for d in loader.dataset.items]
         key = {
