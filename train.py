@@ -7,7 +7,7 @@ import torch
 
 import datasets  # noqa: F401  (registers the datasets)
 import trainers  # noqa: F401  (registers the trainers and their config nodes)
-from engine.config import get_cfg, merge_file, merge_list
+from engine.config import dataset_overrides, get_cfg, merge_file, merge_list
 from engine.logging import setup_logger
 from engine.registry import TRAINER_REGISTRY
 from engine.utils import set_random_seed
@@ -66,6 +66,7 @@ def setup_cfg(args: argparse.Namespace):
     if args.config_file:
         merge_file(cfg, args.config_file)
     reset_cfg(cfg, args)
+    merge_list(cfg, dataset_overrides(cfg, args.opts or []), source=f"{cfg.TRAINER.NAME}'s per-dataset settings")
     merge_list(cfg, args.opts or [])
     cfg.freeze()
     return cfg

@@ -73,14 +73,14 @@ def test_xd_trains_once_per_seed_and_zero_shot_evaluates_each_target(capsys):
                     "--datasets", "dtd", "eurosat", "--seeds", "3")
     run = "SHOTS=16 bash scripts/run.sh"
     dear_model = "output/cross_dataset/train/imagenet/shots_16/DeAR/vit_b16_cross_datasets/seed3"
-    dear_test = f"TRAINER.DEAR.EVAL_ON target TRAINER.DEAR.ROLE_MAP {dear_model}/role_map.json"
+    dear_test = f"TASK CD TRAINER.DEAR.ROLE_MAP {dear_model}/role_map.json"
     assert lines == [
         f"{run} xd_zeroshot ZeroshotCLIP vit_b16 dtd 3",
         f"{run} xd_zeroshot ZeroshotCLIP vit_b16 eurosat 3",
         f"{run} xd_train MaPLe vit_b16_c2_ep5_batch4_2ctx_cross_datasets 3",
         f"{run} xd_test MaPLe vit_b16_c2_ep5_batch4_2ctx_cross_datasets dtd 3",
         f"{run} xd_test MaPLe vit_b16_c2_ep5_batch4_2ctx_cross_datasets eurosat 3",
-        f"{run} xd_train DeAR vit_b16_cross_datasets 3",
+        f"{run} xd_train DeAR vit_b16_cross_datasets 3 TASK CD",
         f"{run} xd_test DeAR vit_b16_cross_datasets dtd 3 {dear_test}",
         f"{run} xd_test DeAR vit_b16_cross_datasets eurosat 3 {dear_test}",
     ]
@@ -101,10 +101,10 @@ def test_fewshot_shots_gpa_per_dataset_and_one_zero_shot_run_per_dataset(capsys)
     run = "bash scripts/run.sh few_shot"
     expected = ["SHOTS=0 bash scripts/run.sh few_shot_zeroshot ZeroshotCLIP vit_b16 imagenet 1"]
     expected += [f"SHOTS={k} {run} {psrc} imagenet {s}" for k in (2, 8) for s in (1, 2)]
-    expected += [f"SHOTS={k} {run} DeAR vit_b16_imagenet imagenet {s}" for k in (2, 8) for s in (1, 2)]
+    expected += [f"SHOTS={k} {run} DeAR vit_b16_imagenet imagenet {s} TASK FS" for k in (2, 8) for s in (1, 2)]
     expected += ["SHOTS=0 bash scripts/run.sh few_shot_zeroshot ZeroshotCLIP vit_b16 dtd 1"]
     expected += [f"SHOTS={k} {run} {psrc} dtd {s} {gpa}" for k in (2, 8) for s in (1, 2)]
-    expected += [f"SHOTS={k} {run} DeAR vit_b16_few_shot dtd {s}" for k in (2, 8) for s in (1, 2)]
+    expected += [f"SHOTS={k} {run} DeAR vit_b16_few_shot dtd {s} TASK FS" for k in (2, 8) for s in (1, 2)]
     assert lines == expected
 
 
