@@ -14,7 +14,7 @@ from tools.sweep_run import process_tree, slot_envs
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT_DIRS = {"CoOp": "coop", "CoCoOp": "cocoop", "IVLP": "ivlp", "MaPLe": "maple", "PromptSRC": "promptsrc",
-               "DeAR": "dear", "ZeroshotCLIP": "zsclip"}
+               "DeAR": "dear", "MMRL": "mmrl", "MMRLpp": "mmrlpp", "ZeroshotCLIP": "zsclip"}
 
 
 def dry_run(capsys, *args) -> list[str]:
@@ -84,6 +84,24 @@ def test_xd_trains_once_per_seed_and_zero_shot_evaluates_each_target(capsys):
         f"{run} xd_test DeAR vit_b16_cross_datasets dtd 3 {dear_test}",
         f"{run} xd_test DeAR vit_b16_cross_datasets eurosat 3 {dear_test}",
     ]
+
+
+def test_mmrl_runs_name_their_task_and_the_official_cross_dataset_options(capsys):
+    run = "SHOTS=16 bash scripts/run.sh"
+    b2n = dry_run(capsys, "--protocol", "base2new", "--methods", "MMRL", "MMRLpp", "--datasets", "imagenet", "--seeds", "1")
+    assert b2n == [f"{run} base2new_{step} {m} vit_b16_imagenet imagenet 1 TASK B2N"
+                   for m in ("MMRL", "MMRLpp") for step in ("train", "test")]
+    xd = dry_run(capsys, "--protocol", "xd", "--methods", "MMRL", "MMRLpp", "--datasets", "eurosat", "--seeds", "1")
+    assert xd == [
+        f"{run} xd_train MMRL vit_b16_cross_datasets 1 TASK CD TRAINER.MMRL.REG_WEIGHT 0.2",
+        f"{run} xd_test MMRL vit_b16_cross_datasets eurosat 1 TASK CD TRAINER.MMRL.REG_WEIGHT 0.2 TRAINER.MMRL.REP_DIM 512",
+        f"{run} xd_train MMRLpp vit_b16_cross_datasets 1 TASK CD",
+        f"{run} xd_test MMRLpp vit_b16_cross_datasets eurosat 1 TASK CD",
+    ]
+    fs = dry_run(capsys, "--protocol", "fewshot", "--methods", "MMRLpp", "--datasets", "imagenet", "dtd", "--seeds", "1",
+                 "--shots", "2")
+    assert fs == [f"SHOTS=2 bash scripts/run.sh few_shot MMRLpp {c} {d} 1 TASK FS"
+                  for c, d in (("vit_b16_imagenet", "imagenet"), ("vit_b16_few_shot", "dtd"))]
 
 
 def test_dg_evaluates_the_xd_model_on_the_imagenet_variants_by_default(capsys):
@@ -166,7 +184,7 @@ def script_calls(log, stub, method, script, *args, env=None) -> list[str]:
     return recorded(log, ["bash", f"scripts/{SCRIPT_DIRS[method]}/{script}", *args], stub, env)
 
 
-@pytest.mark.parametrize("method", ["CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DeAR"])
+@pytest.mark.parametrize("method", ["CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DeAR", "MMRL", "MMRLpp"])
 def test_base2new_equals_the_method_scripts(capsys, fake_python, method):
     stub, log = fake_python
     for dataset in ("dtd", "imagenet"):
@@ -185,7 +203,7 @@ def test_zero_shot_base2new_equals_its_script(capsys, fake_python):
     assert len(expected) == 2
 
 
-@pytest.mark.parametrize("method", ["CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DeAR"])
+@pytest.mark.parametrize("method", ["CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DeAR", "MMRL", "MMRLpp"])
 def test_xd_and_dg_equal_the_method_scripts(capsys, fake_python, method):
     stub, log = fake_python
     expected = script_calls(log, stub, method, "xd_train.sh", "2")
@@ -198,7 +216,7 @@ def test_xd_and_dg_equal_the_method_scripts(capsys, fake_python, method):
     assert xd + dg[1:] == expected and dg[0] == xd[0]
 
 
-@pytest.mark.parametrize("method", ["PromptSRC", "DeAR"])
+@pytest.mark.parametrize("method", ["PromptSRC", "DeAR", "MMRL", "MMRLpp"])
 def test_fewshot_equals_the_method_scripts(capsys, fake_python, method):
     stub, log = fake_python
     for dataset in ("stanford_cars", "imagenet"):
