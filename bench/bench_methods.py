@@ -1,13 +1,15 @@
 """Train-step time and peak memory of every prompt learner on a random-init ViT-B/16
 (batch 4, 100 classes, the official configs' prompt sizes), in one table.
 
-    python bench/bench_methods.py [--repeats 2] [--device cpu] [--prec fp32]
+    python bench/bench_methods.py [--repeats 2] [--device cpu] [--prec fp32] [--methods MMRL MMRL++ DeAR ...]
 
 Each method runs in its own process, so peak memory is per method: on CUDA the allocator's
 peak; on CPU the growth of the process's peak RSS during the steps (activations, gradients,
 optimizer state) and the whole process's peak (frozen CLIP included). PromptSRC's text
 teacher is built from one template here: it is computed once at build time and does not
-change the step.
+change the step. MMRL, MMRL++ and DeAR take their full training loss, frozen-CLIP targets
+included (one extra image forward without gradients, as in their trainers); DeAR runs its role
+masks (every role present, bench_dear.mixed_role_map) in layers 9-12.
 """
 from __future__ import annotations
 
@@ -24,21 +26,67 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds the packages
 
 from backbone import autocast, grad_scaler, load_clip  # noqa: E402
+from bench.bench_dear import ATTRIBUTES, mixed_role_map  # noqa: E402
 from bench.common import classnames, median_time  # noqa: E402
 from trainers.cocoop import CoCoOpCLIP, CoCoOpPrompts  # noqa: E402
 from trainers.coop import CoOpCLIP, PromptLearner  # noqa: E402
-from trainers.deep_prompts import DeepPromptCLIP, IndependentPrompts, count_learnable  # noqa: E402
+from trainers.deep_prompts import DeepPromptCLIP, IndependentPrompts  # noqa: E402
 from trainers.maple import MultiModalPrompts  # noqa: E402
+from trainers.dear.masks import role_masks  # noqa: E402
+from trainers.dear.model import DeARCLIP, DeARSettings  # noqa: E402
+from trainers.dear.trainer import dear_loss  # noqa: E402
+from trainers.mmrl import MMRLCLIP, MMRLSettings, mmrl_loss  # noqa: E402
 from trainers.promptsrc import PromptSRCCLIP, promptsrc_losses  # noqa: E402
 
+REP_LAYERS = tuple(range(5, 12))  # MMRL's official REP_LAYERS 6-12, 0-based
+
+
+def prompted(model):
+    """(model, loss) for a classifier trained by cross-entropy on its logits."""
+    return model, lambda x, y: F.cross_entropy(model(x), y)
+
+
+def promptsrc(clip, names):
+    model = PromptSRCCLIP(clip, IndependentPrompts(clip, names, 4, 4, 9, 9, "a photo of a"), names, ("a photo of a {}.",))
+    return model, lambda x, y: promptsrc_losses(model.train_outputs(x), y, 25, 10)["total"]
+
+
+def mmrl(settings):
+    def build(clip, names):
+        model = MMRLCLIP(clip, [f"a photo of a {n}." for n in names], settings)
+
+        def loss(x, y):
+            frozen_image, frozen_text = model.frozen_features(x)
+            return mmrl_loss(model.forward_train(x), y, frozen_image, frozen_text, 0.7, 1.0)["loss"]
+        return model, loss
+    return build
+
+
+def dear(clip, names):
+    first = 9
+    masks = role_masks(mixed_role_map(first, clip.vision_layers, clip.vision_heads), list(range(first, 13)),
+                       clip.vision_heads, ATTRIBUTES, 1 + clip.num_patches, "role", clip.dtype).to(clip.device)
+    s = DeARSettings(attributes=ATTRIBUTES, first_layer=first - 1, text_first_layer=first - 1, rep_dim=clip.embed_dim)
+    model = DeARCLIP(clip, [f"a photo of a {n}." for n in names], s, masks)
+
+    def loss(x, y):
+        with torch.no_grad():
+            frozen_image = clip.encode_image(x)
+        return dear_loss(model.forward_train(x), y, frozen_image, model.frozen_text, model.fusion_alpha()[0], 1.0, 0.1)["loss"]
+    return model, loss
+
+
 METHODS = {
-    "CoOp (16 ctx)": lambda clip, names: CoOpCLIP(clip, PromptLearner(clip, names, 16, "", False, "end")),
-    "CoCoOp (4 ctx)": lambda clip, names: CoCoOpCLIP(clip, CoCoOpPrompts(clip, names, 4, "a photo of a")),
-    "IVLP (2+2, depth 12)": lambda clip, names: DeepPromptCLIP(
-        clip, IndependentPrompts(clip, names, 2, 2, 12, 12, "a photo of a")),
-    "MaPLe (2, depth 9)": lambda clip, names: DeepPromptCLIP(clip, MultiModalPrompts(clip, names, 2, "a photo of a", 9)),
-    "PromptSRC (4+4, depth 9)": lambda clip, names: PromptSRCCLIP(
-        clip, IndependentPrompts(clip, names, 4, 4, 9, 9, "a photo of a"), names, ("a photo of a {}.",)),
+    "CoOp (16 ctx)": lambda clip, names: prompted(CoOpCLIP(clip, PromptLearner(clip, names, 16, "", False, "end"))),
+    "CoCoOp (4 ctx)": lambda clip, names: prompted(CoCoOpCLIP(clip, CoCoOpPrompts(clip, names, 4, "a photo of a"))),
+    "IVLP (2+2, depth 12)": lambda clip, names: prompted(DeepPromptCLIP(
+        clip, IndependentPrompts(clip, names, 2, 2, 12, 12, "a photo of a"))),
+    "MaPLe (2, depth 9)": lambda clip, names: prompted(
+        DeepPromptCLIP(clip, MultiModalPrompts(clip, names, 2, "a photo of a", 9))),
+    "PromptSRC (4+4, depth 9)": promptsrc,
+    "MMRL (5 tokens, layers 6-12)": mmrl(MMRLSettings(5, REP_LAYERS, 512, 0.7)),
+    "MMRL++ (5 tokens, layers 6-12)": mmrl(MMRLSettings(5, REP_LAYERS, 512, 0.7, 0.9, True, 4, 64)),
+    "DeAR (5 attributes, layers 9-12)": dear,
 }
 
 
@@ -49,19 +97,16 @@ def peak_rss_mib() -> float:
 def run_one(method: str, repeats: int, device: str, prec: str, n_classes: int = 100, batch: int = 4) -> dict:
     torch.manual_seed(0)
     clip = load_clip("ViT-B/16", pretrained=False, precision=prec, device=device)
-    model = METHODS[method](clip, classnames(n_classes))
-    learner = model.prompt_learner
-    opt = torch.optim.SGD(learner.parameters(), lr=0.002, momentum=0.9)
+    model, loss_of = METHODS[method](clip, classnames(n_classes))
+    learnable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(learnable, lr=0.002, momentum=0.9)
     scaler = grad_scaler(prec, device)
     x = torch.randn(batch, 3, clip.image_size, clip.image_size, device=device)
     y = torch.randint(0, n_classes, (batch,), device=device)
 
     def step():
         with autocast(prec, device):
-            if isinstance(model, PromptSRCCLIP):
-                loss = promptsrc_losses(model.train_outputs(x), y, 25, 10)["total"]
-            else:
-                loss = F.cross_entropy(model(x), y)
+            loss = loss_of(x, y)
         opt.zero_grad()
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -73,7 +118,7 @@ def run_one(method: str, repeats: int, device: str, prec: str, n_classes: int = 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds = median_time(step, repeats)
-    row = {"method": method, "learnable": count_learnable(learner), "step_s": round(seconds, 3)}
+    row = {"method": method, "learnable": sum(p.numel() for p in learnable), "step_s": round(seconds, 3)}
     if device == "cuda":
         row["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     else:
@@ -87,13 +132,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--prec", default="fp32", choices=("fp16", "fp32", "amp"))
+    short = {name.split()[0]: name for name in METHODS}
+    p.add_argument("--methods", nargs="+", choices=list(short), default=list(short), help="default: all")
     p.add_argument("--method", choices=list(METHODS), help=argparse.SUPPRESS)  # child process
     args = p.parse_args()
     if args.method:
         print(json.dumps(run_one(args.method, args.repeats, args.device, args.prec)))
         return
     rows = []
-    for method in METHODS:
+    for method in (short[m] for m in args.methods):
         out = subprocess.run(
             [sys.executable, __file__, "--method", method, "--repeats", str(args.repeats),
              "--device", args.device, "--prec", args.prec],
@@ -101,6 +148,10 @@ def main() -> None:
         ).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(rows[-1], file=sys.stderr)
+    dear_step = next((r["step_s"] for r in rows if r["method"].startswith("DeAR")), None)
+    if dear_step:  # the MMRL/MMRL++ target: within 1.2x of DeAR's step
+        for r in rows:
+            r["x DeAR"] = round(r["step_s"] / dear_step, 2)
     from tabulate import tabulate
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, random-init ViT-B/16, {args.prec}, "

@@ -377,3 +377,39 @@ def test_configs_merge_and_the_tiny_config_fits_tiny_attr(trainer, tiny_attr):
             assert layers == (2, 3) and node.PREC == "fp32"
         else:
             assert list(node.REP_LAYERS) == list(range(6, 13)) and node.PREC == "amp" and node.N_REP_TOKENS == 5
+
+
+@pytest.mark.parametrize("trainer", ["MMRL", "MMRLpp"])
+def test_scripts_name_the_task_the_configs_and_the_official_options(fake_python, trainer):
+    import os
+    import subprocess
+    stub, log = fake_python
+
+    def calls(script, *args, env=None):
+        log.unlink(missing_ok=True)
+        subprocess.run(["bash", str(REPO / "scripts" / trainer.lower() / script), *args], check=True,
+                       env={**os.environ, "PYTHON": str(stub), "DATA": "/data/x", **(env or {})}, capture_output=True)
+        return log.read_text().splitlines()
+
+    (train,) = calls("base2new_train.sh", "dtd", "1")
+    (test,) = calls("base2new_test.sh", "dtd", "1")
+    (imagenet,) = calls("base2new_test.sh", "imagenet", "1")
+    base = f"output/base2new/train_base/dtd/shots_16/{trainer}/vit_b16/seed1"
+    assert f"--output-dir {base} --seed 1 --trainer {trainer} " in train
+    assert train.endswith(f"--config-file configs/trainers/{trainer}/vit_b16.yaml DATASET.NUM_SHOTS 16 "
+                          "DATASET.SUBSAMPLE_CLASSES base TASK B2N")
+    assert f"--model-dir {base} --load-epoch 10 --eval-only" in test and test.endswith("SUBSAMPLE_CLASSES new TASK B2N")
+    assert f"{trainer}/vit_b16_imagenet.yaml" in imagenet and "--load-epoch 5 " in imagenet
+    (xd_train,) = calls("xd_train.sh", "2")
+    (xd_test,) = calls("xd_test.sh", "eurosat", "2")
+    source = f"output/cross_dataset/train/imagenet/shots_16/{trainer}/vit_b16_cross_datasets/seed2"
+    xd_opts = {"MMRL": (" TRAINER.MMRL.REG_WEIGHT 0.2", " TRAINER.MMRL.REG_WEIGHT 0.2 TRAINER.MMRL.REP_DIM 512"),
+               "MMRLpp": ("", "")}[trainer]
+    assert f"--output-dir {source} " in xd_train and xd_train.endswith("DATASET.NUM_SHOTS 16 TASK CD" + xd_opts[0])
+    assert f"--model-dir {source} --load-epoch 1 --eval-only TASK CD{xd_opts[1]}" in xd_test
+    assert xd_test.endswith(f"TASK CD{xd_opts[1]}") and "configs/datasets/eurosat.yaml" in xd_test
+    one, sixteen = calls("few_shot.sh", "imagenet", "3", env={"SHOTS_LIST": "1 16"})
+    assert f"few_shot/imagenet/shots_1/{trainer}/vit_b16_imagenet/seed3" in one and one.endswith("NUM_SHOTS 1 TASK FS")
+    assert sixteen.endswith("DATASET.NUM_SHOTS 16 TASK FS")
+    (dtd,) = calls("few_shot.sh", "dtd", "3", env={"SHOTS_LIST": "4"})
+    assert f"{trainer}/vit_b16_few_shot.yaml" in dtd
