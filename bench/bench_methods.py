@@ -30,11 +30,11 @@ from bench.bench_dear import ATTRIBUTES, mixed_role_map  # noqa: E402
 from bench.common import classnames, median_time  # noqa: E402
 from trainers.cocoop import CoCoOpCLIP, CoCoOpPrompts  # noqa: E402
 from trainers.coop import CoOpCLIP, PromptLearner  # noqa: E402
-from trainers.deep_prompts import DeepPromptCLIP, IndependentPrompts  # noqa: E402
-from trainers.maple import MultiModalPrompts  # noqa: E402
 from trainers.dear.masks import role_masks  # noqa: E402
 from trainers.dear.model import DeARCLIP, DeARSettings  # noqa: E402
 from trainers.dear.trainer import dear_loss  # noqa: E402
+from trainers.deep_prompts import DeepPromptCLIP, IndependentPrompts  # noqa: E402
+from trainers.maple import MultiModalPrompts  # noqa: E402
 from trainers.mmrl import MMRLCLIP, MMRLSettings, mmrl_loss  # noqa: E402
 from trainers.promptsrc import PromptSRCCLIP, promptsrc_losses  # noqa: E402
 

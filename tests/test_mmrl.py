@@ -13,7 +13,7 @@ from backbone import load_clip
 from engine.errors import ConfigError
 from tests.minidata import make_caltech_like
 from train import main, parse_args, setup_cfg
-from trainers.mmrl import MMRL, MMRLpp, MMRLCLIP, MMRLSettings, learnable_counts, mmrl_loss
+from trainers.mmrl import MMRL, MMRLCLIP, MMRLpp, MMRLSettings, learnable_counts, mmrl_loss
 from trainers.representation import scores_fused
 
 REPO = Path(__file__).resolve().parents[1]
