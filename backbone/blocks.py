@@ -84,11 +84,15 @@ def check_layers(hooks: TowerHooks, layers: int, tower: str) -> None:
         raise ValueError(f"{tower} tower has layers 0..{layers - 1}; hooks name layer(s) {bad}")
 
 
-def run_blocks(transformer: Transformer, x: Tensor, hooks: TowerHooks, causal: bool) -> tuple[Tensor, dict[int, Tensor]]:
-    """x [B, L, D] through every block; returns the final states and captured head outputs."""
+def run_blocks(transformer: Transformer, x: Tensor, hooks: TowerHooks, causal: bool,
+               start: int = 0, stop: int | None = None) -> tuple[Tensor, dict[int, Tensor]]:
+    """x [B, L, D], the states entering block `start`, through blocks start..stop-1 (default: to
+    the last); returns the states after them and the captured head outputs."""
     head_outputs: dict[int, Tensor] = {}
     mask = None
     for i, block in enumerate(transformer.resblocks):
+        if i < start or (stop is not None and i >= stop):
+            continue
         if hooks.before_block is not None:
             x = hooks.before_block(i, x)
         if causal and (mask is None or mask.shape[-1] != x.shape[1]):

@@ -219,6 +219,25 @@ def test_text_insert_with_eot_shift_like_dear(tiny):
 
 
 @torch.no_grad()
+def test_text_prefix_then_upper_layers_equal_the_whole_tower(tiny):
+    """text_states(k) + forward_text(start_layer=k) = one forward_text (MMRL's cached prefix)."""
+    ids = tiny.tokenize(PROMPTS)
+    emb, eot = tiny.embed_tokens(ids), tiny.eot_index(ids)
+    t = torch.randn(2, 48, generator=torch.Generator().manual_seed(5))
+    hooks = TowerHooks(before_block=lambda i, s: insert_tokens(s, 1, t) if i == 1 else s, eot_shift=2)
+    whole = tiny.forward_text(emb, eot, hooks)
+    upper = tiny.forward_text(tiny.text_states(emb, eot, 1), eot, hooks, start_layer=1)
+    assert torch.equal(upper.features, whole.features) and torch.equal(upper.tokens, whole.tokens)
+    last = tiny.forward_text(tiny.text_states(emb, eot, 2), eot, start_layer=2)  # the prefix is the whole tower
+    assert torch.equal(last.features, tiny.forward_text(emb, eot).features)
+    x = emb[:, :13] + tiny.model.positional_embedding[:13]  # by hand: block 0 on the truncated input
+    x = tiny.model.transformer.resblocks[0](x, attn_mask=torch.full((13, 13), float("-inf")).triu(1))
+    torch.testing.assert_close(tiny.text_states(emb, eot, 1), x, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="on_embed acts on the tower input"):
+        tiny.forward_text(x, eot, TowerHooks(on_embed=lambda y: y), start_layer=1)
+
+
+@torch.no_grad()
 def test_eot_shift_moves_pooling_index(tiny):
     ids = tiny.tokenize(PROMPTS)
     emb, eot = tiny.embed_tokens(ids), tiny.eot_index(ids)

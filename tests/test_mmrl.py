@@ -202,6 +202,17 @@ def test_learnable_parameter_counts_on_vit_b16_equal_the_official_models(vit_b16
     assert not any(p.requires_grad for p in vit_b16.parameters())
 
 
+def test_text_prefix_below_the_first_representation_layer_is_computed_once(tiny_attr, monkeypatch):
+    model = MMRLCLIP(tiny_attr, PROMPTS, settings("MMRL", (1, 3), 48))
+    calls, real = [], tiny_attr.text_states
+    monkeypatch.setattr(tiny_attr, "text_states", lambda *args: calls.append(args[2]) or real(*args))
+    first, again = model.text_features(), model.text_features()
+    assert calls == [1] and torch.equal(first, again)  # exactness vs the whole tower: the official-forward tests
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.text_features()
+    assert calls == [1, 1]  # another precision, another prefix
+
+
 def test_mmrl_maps_start_as_copies_and_mmrlpp_residuals_at_zero(tiny_attr):
     torch.manual_seed(5)
     mmrl = MMRLCLIP(tiny_attr, PROMPTS, settings("MMRL", (1, 2, 3), 48))

@@ -110,6 +110,7 @@ class MMRLCLIP(TextClassifier):
         self.register_buffer("eot_index", clip.eot_index(ids), persistent=False)
         self.register_buffer("ids", ids, persistent=False)
         self.register_buffer("frozen_text", None, persistent=False)
+        self._text_prefix: dict[tuple, Tensor] = {}
         self.eval_fused = True
         self.to(clip.device)  # the learnable tensors are drawn on the CPU; the backbone may be on a GPU
 
@@ -120,12 +121,24 @@ class MMRLCLIP(TextClassifier):
         return self.proj_base + self.proj_rep_down @ self.proj_rep_up
 
     # ---- towers ------------------------------------------------------------------------
+    def text_prefix(self) -> Tensor:
+        """The prompts' text states entering the first representation layer. Nothing learnable acts
+        before it, so they are computed once per autocast setting and reused: the features are
+        those of the whole tower, for the work of its upper layers (the official code reruns all)."""
+        device = self.prompt_embeddings.device
+        key = (str(device), torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
+        if key not in self._text_prefix:
+            with torch.no_grad():
+                self._text_prefix[key] = self.clip.text_states(self.prompt_embeddings, self.eot_index,
+                                                               self.settings.layers[0])
+        return self._text_prefix[key]
+
     def text_features(self) -> Tensor:
         """[C, embed_dim] class text features with the representation tokens after the start token."""
         s = self.settings
         hooks = TowerHooks(before_block=token_hook(self.representation.text(), s.layers, 1, s.beta),
                            eot_shift=s.n_tokens)
-        return self.clip.forward_text(self.prompt_embeddings, self.eot_index, hooks).features
+        return self.clip.forward_text(self.text_prefix(), self.eot_index, hooks, start_layer=s.layers[0]).features
 
     def image_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Class features (frozen projection) and representation features, [B, embed_dim] each."""
