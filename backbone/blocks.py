@@ -3,7 +3,11 @@
 Blocks without a head mask or head capture go through open_clip's own forward, so a pass
 with no hooks is open_clip's computation. Blocks that need per-head control are recomputed
 from their `nn.MultiheadAttention` weights, which open_clip's default
-`ResidualAttentionBlock` (the one OpenAI models use) holds.
+`ResidualAttentionBlock` (the one OpenAI models use) holds. So are blocks whose input carries a
+gradient (prompts, tokens): open_clip's attention projects q, k, v from a transposed view of the
+batch-first states, which matmul under autograd runs as one small product per position on the
+CPU (3-5x slower on ViT-B/16); the recomputation projects the states directly, the same math
+up to float round-off.
 """
 from __future__ import annotations
 
@@ -38,15 +42,21 @@ def head_attention(attn: nn.MultiheadAttention, x: Tensor, mask: Tensor | None, 
     return out, per_head
 
 
-def _check_block(block: nn.Module, layer: int) -> ResidualAttentionBlock:
+def _recomputable(block: nn.Module) -> str:
+    """Why the block cannot be recomputed from its weights ("" if it can)."""
     if not isinstance(block, ResidualAttentionBlock) or hasattr(block, "ln_1_kv"):
-        raise TypeError(
-            f"Layer {layer} is a {type(block).__name__}; head masks and head capture need open_clip's "
-            "default self-attention ResidualAttentionBlock (OpenAI-style CLIP models)"
-        )
+        return (f"is a {type(block).__name__}; head masks and head capture need open_clip's default "
+                "self-attention ResidualAttentionBlock (OpenAI-style CLIP models)")
     attn = block.attn
     if attn.in_proj_weight is None or attn.bias_k is not None or attn.add_zero_attn:
-        raise TypeError(f"Layer {layer}: head masks/capture need a plain nn.MultiheadAttention with packed in_proj")
+        return "has no plain nn.MultiheadAttention with packed in_proj, which head masks/capture need"
+    return ""
+
+
+def _check_block(block: nn.Module, layer: int) -> ResidualAttentionBlock:
+    reason = _recomputable(block)
+    if reason:
+        raise TypeError(f"Layer {layer} {reason}")
     return block
 
 
@@ -100,7 +110,10 @@ def run_blocks(transformer: Transformer, x: Tensor, hooks: TowerHooks, causal: b
         head_mask = hooks.head_masks.get(i)
         capture = i in hooks.capture_heads
         if head_mask is None and not capture:
-            x = _stock_block(block, x, mask, transformer.batch_first)
+            if x.requires_grad and not _recomputable(block):
+                x = _manual_block(block, x, mask, capture=False)[0]
+            else:
+                x = _stock_block(block, x, mask, transformer.batch_first)
             continue
         block = _check_block(block, i)
         layer_mask = mask

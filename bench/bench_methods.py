@@ -1,7 +1,8 @@
 """Train-step time and peak memory of every prompt learner on a random-init ViT-B/16
 (batch 4, 100 classes, the official configs' prompt sizes), in one table.
 
-    python bench/bench_methods.py [--repeats 2] [--rounds 1] [--device cpu] [--prec fp32] [--methods MMRL MMRL++ DeAR ...]
+    python bench/bench_methods.py [--repeats 2] [--device cpu] [--prec fp32] [--methods MMRL MMRL++ DeAR ...]
+    python bench/bench_methods.py --interleaved --methods MMRL MMRL++ DeAR --repeats 4
 
 Each method runs in its own process, so peak memory is per method: on CUDA the allocator's
 peak; on CPU the growth of the process's peak RSS during the steps (activations, gradients,
@@ -9,7 +10,9 @@ optimizer state) and the whole process's peak (frozen CLIP included). PromptSRC'
 teacher is built from one template here: it is computed once at build time and does not
 change the step. MMRL, MMRL++ and DeAR take their full training loss, frozen-CLIP targets
 included (one extra image forward without gradients, as in their trainers); DeAR runs its role
-masks (every role present, bench_dear.mixed_role_map) in layers 9-12.
+masks (every role present, bench_dear.mixed_role_map) in layers 9-12. `gflop` is one step's
+matmul work (forward + backward, FlopCounterMode), which no other load on the machine changes;
+`--interleaved` times the methods in one process, alternating their steps (fairer on a shared CPU).
 """
 from __future__ import annotations
 
@@ -18,10 +21,12 @@ import json
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds the packages
 
@@ -94,9 +99,8 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run_one(method: str, repeats: int, device: str, prec: str, n_classes: int = 100, batch: int = 4) -> dict:
-    torch.manual_seed(0)
-    clip = load_clip("ViT-B/16", pretrained=False, precision=prec, device=device)
+def training_step(method: str, clip, device: str, prec: str, n_classes: int = 100, batch: int = 4):
+    """(one SGD step of `method` on fixed random data, its learnable parameter count)."""
     model, loss_of = METHODS[method](clip, classnames(n_classes))
     learnable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(learnable, lr=0.002, momentum=0.9)
@@ -114,17 +118,50 @@ def run_one(method: str, repeats: int, device: str, prec: str, n_classes: int = 
         if device == "cuda":
             torch.cuda.synchronize()
 
+    return step, sum(p.numel() for p in learnable)
+
+
+def step_gflop(step) -> float:
+    """Matmul/convolution GFLOP of one step, forward and backward (torch's FlopCounterMode):
+    a figure no other load on the machine changes."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return round(counter.get_total_flops() / 1e9, 1)
+
+
+def run_one(method: str, repeats: int, device: str, prec: str) -> dict:
+    torch.manual_seed(0)
+    clip = load_clip("ViT-B/16", pretrained=False, precision=prec, device=device)
+    step, learnable = training_step(method, clip, device, prec)
     before = peak_rss_mib()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds = median_time(step, repeats)
-    row = {"method": method, "learnable": sum(p.numel() for p in learnable), "step_s": round(seconds, 3)}
+    row = {"method": method, "learnable": learnable, "gflop": step_gflop(step), "step_s": round(seconds, 3)}
     if device == "cuda":
         row["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     else:
         row["step_peak_mib"] = round(peak_rss_mib() - before)
         row["process_peak_mib"] = round(peak_rss_mib())
     return row
+
+
+def run_interleaved(methods: list[str], repeats: int, device: str, prec: str) -> list[dict]:
+    """All methods on one backbone in one process, their steps alternating, `repeats` rounds after
+    a warm-up round; the fastest step of each. On a shared CPU, a busy spell then slows every
+    method alike, which separate processes (one after the other) do not ensure. No memory figures."""
+    torch.manual_seed(0)
+    clip = load_clip("ViT-B/16", pretrained=False, precision=prec, device=device)
+    steps = {m: training_step(m, clip, device, prec) for m in methods}
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for r in range(repeats + 1):
+        for method, (step, _) in steps.items():
+            start = time.perf_counter()
+            step()
+            if r:
+                times[method].append(time.perf_counter() - start)
+    return [{"method": m, "learnable": steps[m][1], "gflop": step_gflop(steps[m][0]), "step_s": round(min(times[m]), 3)}
+            for m in methods]
 
 
 def main() -> None:
@@ -134,36 +171,38 @@ def main() -> None:
     p.add_argument("--prec", default="fp32", choices=("fp16", "fp32", "amp"))
     short = {name.split()[0]: name for name in METHODS}
     p.add_argument("--methods", nargs="+", choices=list(short), default=list(short), help="default: all")
-    p.add_argument("--rounds", type=int, default=1, help="runs per method; the table keeps the fastest")
+    p.add_argument("--interleaved", action="store_true",
+                   help="one process, steps alternating between the methods, fastest step (a fairer time on a "
+                        "shared CPU; no memory figures)")
     p.add_argument("--method", choices=list(METHODS), help=argparse.SUPPRESS)  # child process
     args = p.parse_args()
     if args.method:
         print(json.dumps(run_one(args.method, args.repeats, args.device, args.prec)))
         return
     methods = [short[m] for m in args.methods]
-    runs: dict[str, list[dict]] = {m: [] for m in methods}
-    for r in range(args.rounds):  # alternating order, so that a busy spell of a shared CPU hits all methods
-        for method in methods if r % 2 == 0 else methods[::-1]:
+    if args.interleaved:
+        rows = run_interleaved(methods, args.repeats, args.device, args.prec)
+        how = f"steps interleaved in one process, fastest of {args.repeats} rounds after a warm-up round"
+    else:
+        rows = []
+        for method in methods:
             out = subprocess.run(
                 [sys.executable, __file__, "--method", method, "--repeats", str(args.repeats),
                  "--device", args.device, "--prec", args.prec],
                 check=True, capture_output=True, text=True,
             ).stdout
-            runs[method].append(json.loads(out.strip().splitlines()[-1]))
-            print(runs[method][-1], file=sys.stderr)
-    rows = []
-    for method in methods:  # fastest round's step time; memory figures of the largest round
-        row = max(runs[method], key=lambda run: run.get("peak_mib", run.get("process_peak_mib")))
-        rows.append({**row, "step_s": min(run["step_s"] for run in runs[method])})
-    dear_step = next((r["step_s"] for r in rows if r["method"].startswith("DeAR")), None)
-    if dear_step:  # the MMRL/MMRL++ target: within 1.2x of DeAR's step
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+            print(rows[-1], file=sys.stderr)
+        how = f"one process per method, median of {args.repeats} steps after one warm-up"
+    dear = next((r for r in rows if r["method"].startswith("DeAR")), None)
+    if dear:  # the MMRL/MMRL++ target: within 1.2x of DeAR's step
         for r in rows:
-            r["x DeAR"] = round(r["step_s"] / dear_step, 2)
+            r["x DeAR (time)"] = round(r["step_s"] / dear["step_s"], 2)
+            r["x DeAR (GFLOP)"] = round(r["gflop"] / dear["gflop"], 2)
     from tabulate import tabulate
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, random-init ViT-B/16, {args.prec}, "
-          f"{args.device}, batch 4, 100 classes, median of {args.repeats} steps after one warm-up, "
-          f"fastest of {args.rounds} round(s)")
+          f"{args.device}, batch 4, 100 classes, {how}")
     print(tabulate(rows, headers="keys", tablefmt="github"))
 
 
