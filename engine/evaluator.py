@@ -6,6 +6,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from engine import distributed
+from engine.errors import DataError
 from engine.registry import EVALUATOR_REGISTRY
 
 
@@ -37,12 +39,17 @@ class Classification:
         self._y_pred.append(logits.argmax(dim=1).cpu().numpy())
         self._y_true.append(labels.cpu().numpy())
 
+    def gather(self) -> None:
+        """Every rank's labels and predictions (torchrun), so that each computes the full result."""
+        self._y_true = distributed.gather_arrays(self._y_true)
+        self._y_pred = distributed.gather_arrays(self._y_pred)
+
     def evaluate(self) -> OrderedDict:
         y_true = np.concatenate(self._y_true) if self._y_true else np.zeros(0, dtype=int)
         y_pred = np.concatenate(self._y_pred) if self._y_pred else np.zeros(0, dtype=int)
         total = len(y_true)
         if total == 0:
-            raise RuntimeError("Evaluation saw no samples: the evaluated split is empty")
+            raise DataError("Evaluation saw no samples: the evaluated split is empty (check the split file and DATASET.SUBSAMPLE_CLASSES)")
         correct = int(np.sum(y_true == y_pred))
         acc = 100.0 * correct / total
         f1 = 100.0 * macro_f1(y_true, y_pred)

@@ -1,4 +1,12 @@
-"""Dassl's TrainerX lifecycle: hooks, log lines, checkpoints, resume, evaluation."""
+"""Dassl's TrainerX lifecycle: hooks, log lines, checkpoints, resume, evaluation.
+
+Under torchrun (engine/distributed.py) the same lifecycle runs on every rank: each trains on its
+shard of the global batch, `model_backward_and_update` averages the gradients over the ranks
+(weighted by shard size) before the optimizers step, the logged losses are global-batch means,
+evaluations gather every rank's predictions, and rank 0 alone writes checkpoints, results.json
+and tensorboard. Trainers need no change as long as their loss is a mean over the batch's
+samples plus terms that do not depend on the samples (docs/SCALING.md).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -14,19 +22,19 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from engine import distributed
 from engine.checkpoint import (
-    learnable_state, latest_checkpoint, load_checkpoint, load_learnable_state, save_checkpoint,
+    BEST, CheckpointDamagedError, epoch_checkpoints, epoch_file, latest_checkpoint, learnable_state,
+    load_checkpoint, load_learnable_state, resolve_model_file, save_checkpoint,
 )
 from engine.data.manager import DataManager
+from engine.errors import ConfigError, MissingFileError, RunMismatchError
 from engine.evaluator import build_evaluator
 from engine.logging import ResultsWriter
+from engine.run_identity import MODEL_FIELDS, differences, mismatch_message, run_manifest
 from engine.utils import AverageMeter, MetricMeter, rng_state, set_rng_state
 
-BEST = "model-best.pth.tar"
-
-
-def epoch_file(epoch: int) -> str:
-    return f"model.pth.tar-{epoch}"
+KEEP_EPOCHS = 2  # epoch checkpoints kept for resuming: the newest, and one to fall back to if it is damaged
 
 
 class TrainerX:
@@ -48,6 +56,9 @@ class TrainerX:
     # False for methods without learnable weights: sweeps evaluate them (--eval-only) instead of
     # training, with no model dir (see tools/sweep.py for where those runs land).
     TRAINABLE: ClassVar[bool] = True
+    # False where forward_backward steps the schedulers itself, as Dassl's trainers do at an
+    # epoch's last batch (external/dassl_engine.py); the engine then leaves them alone.
+    ENGINE_STEPS_LR: ClassVar[bool] = True
 
     @classmethod
     def sweep_opts(cls, step: str, dataset: str, model_dir: str) -> list[str]:
@@ -69,12 +80,15 @@ class TrainerX:
         self.writer = None
         self.epochs_done = 0
         self.time_start = time.time()
+        # What this run is (engine/run_identity.py); train.py replaces it for evaluations.
+        self.manifest = run_manifest(cfg, "train")
         self.check_cfg(cfg)
         self.build_data_loader()
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
-        self.results = ResultsWriter(cfg.OUTPUT_DIR, self.run_metadata())
+        self.results = ResultsWriter(cfg.OUTPUT_DIR, lambda: {**self.run_metadata(), "manifest": self.manifest})
         self.best_result = -np.inf
+        self.batch_share = 1.0  # this rank's share of the current global batch (run_epoch)
         self.in_training = False  # while True, evaluations are recorded but results.json is not written
 
     # ---- construction hooks -------------------------------------------------
@@ -118,6 +132,7 @@ class TrainerX:
             "seed": cfg.SEED,
             "backbone": cfg.MODEL.BACKBONE.NAME,
             "output_dir": str(Path(cfg.OUTPUT_DIR).resolve()),
+            "processes": distributed.world_size(),  # torchrun ranks that trained or evaluated it
             "config": yaml.safe_load(cfg.dump()),
         }
 
@@ -132,43 +147,88 @@ class TrainerX:
                 "scheduler": sched.state_dict() if sched else None,
                 "val_result": val_result,
                 "rng": rng_state(),
-                "meta": {"trainer": self.cfg.TRAINER.NAME, "model": name, "torch": torch.__version__},
+                "meta": {"trainer": self.cfg.TRAINER.NAME, "model": name, "torch": str(torch.__version__),
+                         "manifest": self.manifest},
             }
             save_checkpoint(payload, Path(directory) / name, model_name or epoch_file(epoch + 1),
                             update_pointer=not model_name)
 
-    def _remove_stale_checkpoint(self, epoch: int) -> None:
-        """Drop the previous epoch's resume checkpoint unless TRAIN.CHECKPOINT_FREQ keeps it."""
-        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
-        if epoch < 1 or (freq > 0 and epoch % freq == 0):
-            return
+    def remove_checkpoint(self, directory: str, epochs: int) -> None:
+        """Delete the resume checkpoint written after `epochs` epochs (and any side files a trainer
+        keeps with it)."""
         for name in self.get_model_names():
-            stale = Path(self.output_dir) / name / epoch_file(epoch)
-            stale.unlink(missing_ok=True)
+            (Path(directory) / name / epoch_file(epochs)).unlink(missing_ok=True)
+
+    def _remove_old_checkpoints(self, epoch: int) -> None:
+        """Keep the KEEP_EPOCHS newest epoch checkpoints, plus those TRAIN.CHECKPOINT_FREQ keeps."""
+        old = epoch + 1 - KEEP_EPOCHS  # the file that just fell out of the kept window
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        if old < 1 or (freq > 0 and old % freq == 0):
+            return
+        self.remove_checkpoint(self.output_dir, old)
+
+    def load_resume_extras(self, directory: str, epochs: int) -> None:
+        """Trainer state kept beside the checkpoint of `epochs` epochs (e.g. PromptSRC's GPA sum);
+        raise CheckpointDamagedError if it is unreadable, so that resume falls back an epoch."""
+
+    def _resume_candidates(self, directory: str) -> list[int]:
+        """Epochs that every model has a checkpoint for, newest first (the pointer is checked)."""
+        common = None
+        for name in self.get_model_names():
+            folder = Path(directory) / name
+            latest_checkpoint(folder)  # refuses a pointer that leaves the folder
+            epochs = set(epoch_checkpoints(folder))
+            common = epochs if common is None else common & epochs
+        return sorted(common or (), reverse=True)
+
+    def _check_checkpoint_identity(self, path: Path, ckpt: dict) -> None:
+        recorded = ckpt.get("meta", {}).get("manifest")
+        if not recorded:
+            print(f"Note: {path} was written before run manifests; its run identity cannot be checked")
+            return
+        diffs = differences(recorded, self.manifest)
+        if diffs:
+            raise RunMismatchError(mismatch_message(f"Checkpoint {path}", diffs, self.output_dir, "--start-over"))
 
     def resume_model_if_exist(self, directory: str) -> int:
+        """Load the newest readable epoch checkpoint of every model; a damaged one is reported by
+        name and the previous epoch is used instead."""
         names = self.get_model_names()
-        paths = {n: latest_checkpoint(Path(directory) / n) for n in names}
-        if not names or any(p is None for p in paths.values()):
+        epochs = self._resume_candidates(directory) if names else []
+        if not epochs:
             print("No checkpoint found, train from scratch")
             return 0
         print(f"Found checkpoint at {directory} (will resume training)")
-        start_epoch = 0
-        for name, path in paths.items():
-            ckpt = load_checkpoint(path)
+        for epoch in epochs:
+            try:
+                ckpts = {n: load_checkpoint(Path(directory) / n / epoch_file(epoch)) for n in names}
+                self.load_resume_extras(directory, epoch)
+            except CheckpointDamagedError as e:
+                print(f"Warning: {e}; trying the previous epoch's checkpoint")
+                continue
+            return self._restore(directory, epoch, ckpts)
+        raise CheckpointDamagedError(
+            f"Every checkpoint in {directory} is damaged ({', '.join(epoch_file(e) for e in epochs)}). "
+            "Rerun with --start-over to move them aside and train from scratch"
+        )
+
+    def _restore(self, directory: str, epoch: int, ckpts: dict[str, dict]) -> int:
+        for name, ckpt in ckpts.items():
+            path = Path(directory) / name / epoch_file(epoch)
+            self._check_checkpoint_identity(path, ckpt)
             load_learnable_state(self._models[name], ckpt["state_dict"], str(path))
             if self._optims[name] is not None and ckpt["optimizer"] is not None:
                 self._optims[name].load_state_dict(ckpt["optimizer"])
             if self._scheds[name] is not None and ckpt["scheduler"] is not None:
                 self._scheds[name].load_state_dict(ckpt["scheduler"])
             set_rng_state(ckpt["rng"])
-            start_epoch = self.epochs_done = ckpt["epoch"]
             print(f"Loaded {path}")
             best = Path(directory) / name / BEST
             if best.is_file():  # best_val keeps comparing against the best epoch before the interruption
                 self.best_result = load_checkpoint(best)["val_result"]
-        print(f"Previous epoch: {start_epoch}")
-        return start_epoch
+        self.epochs_done = ckpts[next(iter(ckpts))]["epoch"]
+        print(f"Previous epoch: {self.epochs_done}")
+        return self.epochs_done
 
     def load_model(self, directory: str | None, epoch: int | None = None) -> None:
         """Load learnable weights for evaluation: epoch N, else model-best, else the newest."""
@@ -177,25 +237,36 @@ class TrainerX:
             print("Note that load_model() is skipped as this trainer has no learnable weights")
             return
         if not directory:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.cfg.TRAINER.NAME} has learnable weights: --eval-only needs --model-dir "
                 "<the OUTPUT_DIR of a finished training run> (and optionally --load-epoch N)"
             )
         for name in names:
             model_dir = Path(directory) / name
-            if epoch is not None:
-                path = model_dir / epoch_file(epoch)
-            elif (model_dir / BEST).is_file():
-                path = model_dir / BEST
-            else:
-                path = latest_checkpoint(model_dir) or model_dir / BEST
+            path = resolve_model_file(model_dir, epoch)
             if not path.is_file():
                 found = sorted(p.name for p in model_dir.glob("model*")) if model_dir.is_dir() else []
-                raise FileNotFoundError(f'Model not found at "{path}". Checkpoints there: {found or "none"}')
+                raise MissingFileError(f'Model not found at "{path}". Checkpoints there: {found or "none"}')
             ckpt = load_checkpoint(path)
+            self._check_model_identity(path, ckpt)
             load_learnable_state(self._models[name], ckpt["state_dict"], str(path))
             self.epochs_done = ckpt["epoch"]
             print(f'Loading weights to {name} from "{path}" (epoch = {ckpt["epoch"]})')
+
+    def _check_model_identity(self, path: Path, ckpt: dict) -> None:
+        """A loaded model must come from this trainer on this backbone; other method settings may
+        differ (e.g. an evaluation-time switch) and are listed."""
+        recorded = ckpt.get("meta", {}).get("manifest")
+        if not recorded:
+            return
+        diffs = differences(recorded, self.manifest, MODEL_FIELDS)
+        if diffs:
+            raise RunMismatchError(mismatch_message(f"Model {path}", diffs, None, "--start-over"))
+        node = f"TRAINER.{self.CONFIG_NODE}." if self.CONFIG_NODE else None
+        config_diffs = [d for d in differences(recorded, self.manifest, ("config",))
+                        if node and d.startswith(f"config.{node}")]
+        for d in config_diffs:
+            print(f"Note: {d.removeprefix('config.').replace('(recorded)', '(trained with)')}")
 
     # ---- training loop --------------------------------------------------------
     def train(self) -> None:
@@ -217,7 +288,8 @@ class TrainerX:
         print("Finish training")
         self.in_training = False
         if self.cfg.TEST.NO_TEST:
-            self.results.write()  # nothing to evaluate, but the run is finished
+            if distributed.is_main():
+                self.results.write()  # nothing to evaluate, but the run is finished
         else:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
@@ -236,13 +308,17 @@ class TrainerX:
     def after_epoch(self) -> None:
         self.epochs_done = self.epoch + 1
         last_epoch = self.epoch + 1 == self.max_epoch
+        main = distributed.is_main()
         if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
             result = self.test(split="val")
             if result > self.best_result:
                 self.best_result = result
-                self.save_model(self.epoch, self.output_dir, val_result=result, model_name=BEST)
-        self.save_model(self.epoch, self.output_dir)
-        self._remove_stale_checkpoint(self.epoch)
+                if main:
+                    self.save_model(self.epoch, self.output_dir, val_result=result, model_name=BEST)
+        if main:
+            self.save_model(self.epoch, self.output_dir)
+            self._remove_old_checkpoints(self.epoch)
+        distributed.barrier()  # no rank reads a checkpoint (best_val's deployment) before it is written
         if last_epoch:
             self.set_model_mode("eval")
 
@@ -250,10 +326,15 @@ class TrainerX:
         self.set_model_mode("train")
         losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
         self.num_batches = len(self.train_loader_x)
+        set_epoch = getattr(self.train_loader_x.batch_sampler, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(self.epoch)
         end = time.time()
         for self.batch_idx, batch in enumerate(self.train_loader_x):
             data_time.update(time.time() - end)
-            losses.update(self.forward_backward(batch))
+            self.batch_share = self.shard_share(batch)
+            summary = self.forward_backward(batch)
+            losses.update(distributed.weighted_mean(summary, self.batch_share))
             batch_time.update(time.time() - end)
             freq = self.cfg.TRAIN.PRINT_FREQ
             if (self.batch_idx + 1) % freq == 0 or self.num_batches < freq:
@@ -269,11 +350,21 @@ class TrainerX:
                 self.write_scalar(f"train/{k}", meter.avg, n_iter)
             self.write_scalar("train/lr", self.get_current_lr(), n_iter)
             end = time.time()
-        self.update_lr()
+        if self.ENGINE_STEPS_LR:
+            self.update_lr()
 
     # ---- per-batch hooks ------------------------------------------------------
     def forward_backward(self, batch: dict) -> dict:
         raise NotImplementedError
+
+    @staticmethod
+    def shard_share(batch: dict) -> float:
+        """This rank's share of the global batch (1.0 in one process): the weight of its gradients
+        and logged values when the ranks are combined."""
+        if distributed.world_size() == 1:
+            return 1.0
+        local = len(batch["label"])
+        return local / distributed.all_sum([local])[0]
 
     def parse_batch_train(self, batch: dict):
         return batch["img"].to(self.device), batch["label"].to(self.device)
@@ -297,6 +388,9 @@ class TrainerX:
         for name in names:
             self._optims[name].zero_grad()
         self.scaler.scale(loss).backward()
+        if distributed.world_size() > 1:
+            params = [p for name in names for group in self._optims[name].param_groups for p in group["params"]]
+            distributed.reduce_gradients(params, self.batch_share)
         for name in names:
             self.scaler.step(self._optims[name])
         self.scaler.update()
@@ -328,6 +422,8 @@ class TrainerX:
                 with self.autocast():
                     logits = self.model_inference(images)
                 self.evaluator.process(logits, labels)
+        if distributed.world_size() > 1:
+            self.evaluator.gather()
         results = self.evaluator.evaluate()
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
@@ -336,12 +432,14 @@ class TrainerX:
             epoch=self.epochs_done,
             wall_time_s=round(time.time() - self.time_start, 3),
         )
-        if not self.in_training:
+        if not self.in_training and distributed.is_main():
             self.results.write()
         return next(iter(results.values()))
 
     # ---- tensorboard ----------------------------------------------------------
     def init_writer(self) -> None:
+        if not distributed.is_main():
+            return
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:

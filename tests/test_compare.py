@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tools.compare import main
-from tools.compare_base2new import base2new
-from tools.compare_fewshot import few_shot
-from tools.compare_reported import Reported, load_reported
-from tools.compare_stats import harmonic_mean
-from tools.compare_transfer import transfer
-from tools.compare_tree import Method, Selection, method_labels
+from engine.errors import UserError
+from comparison.command import main
+from comparison.base2new import base2new
+from comparison.fewshot import few_shot
+from comparison.reported import Reported, load_reported
+from comparison.stats import harmonic_mean
+from comparison.transfer import transfer
+from comparison.tree import Method, Selection, method_labels
 
 REPO = Path(__file__).resolve().parents[1]
 B2N_HEADER = ("dataset,method,config,seeds,base_mean,base_std,new_mean,new_std,hm_of_means,hm_per_seed_mean,"
@@ -112,7 +113,7 @@ def test_reported_rows_are_added_and_marked(b2n_tree, capsys):
     assert "| average   | MaPLe (reported) | 82.28        | 75.14         | 78.55 |         |" in out
     table = out.split("\n\n")[0]
     assert "CoOp (reported)" in table and "ZeroshotCLIP" not in table and "PromptSRC" not in table
-    assert "- (reported): published numbers from tools/reported_results.csv" in out
+    assert "- (reported): published numbers from comparison/reported_results.csv" in out
     out, _ = run([b2n_tree, "--format", "csv", "--reported"], capsys)
     promptsrc = next(r for r in csv.DictReader(io.StringIO(out)) if r["method"] == "PromptSRC (reported)")
     assert promptsrc["dataset"] == "average" and promptsrc["hm_of_means"] == "79.9700" and promptsrc["seeds"] == ""
@@ -147,7 +148,7 @@ def test_untested_and_mislaid_runs(tmp_path):
         "base2new/test_new/dtd/shots_16/CoOp/cfg/seed1: its results.json has no test accuracy (not finished, or "
         "TEST.NO_TEST)")
     put(tmp_path / "base2new" / "train_base" / "dtd" / "shots_16" / "CoOp" / "cfg" / "seed2", 70, "new")
-    with pytest.raises(SystemExit, match="holds an evaluation on the 'new' classes"):
+    with pytest.raises(UserError, match="holds an evaluation on the 'new' classes"):
         base2new(tmp_path, Selection(), [])
 
 
@@ -245,7 +246,7 @@ def test_few_shot_table(tmp_path, capsys):
 @pytest.mark.parametrize("protocol, tree", [("base2new", "base2new"), ("xd", "cross_dataset"), ("dg", "cross_dataset"),
                                             ("fewshot", "few_shot")])
 def test_no_results_names_the_tree(tmp_path, protocol, tree):
-    with pytest.raises(SystemExit, match=f"No .* results under {tmp_path / tree}"):
+    with pytest.raises(UserError, match=f"No .* results under {tmp_path / tree}"):
         main([str(tmp_path), "--protocol", protocol])
 
 
@@ -253,11 +254,11 @@ def test_filters_and_their_errors(xd_tree, b2n_tree):
     result = base2new(b2n_tree, Selection(("CoOp/cfg",), ("dtd",)), [])
     assert [(r.dataset, r.method) for r in result.rows] == [("dtd", "CoOp")]  # one dataset: no average row
     (xd_tree / "cross_dataset" / "test" / "imagenetv2").rename(xd_tree / "elsewhere")
-    with pytest.raises(SystemExit, match=r"No domain-generalisation targets \(imagenetv2, imagenet_sketch"):
+    with pytest.raises(UserError, match=r"No domain-generalisation targets \(imagenetv2, imagenet_sketch"):
         main([str(xd_tree), "--protocol", "dg"])
-    with pytest.raises(SystemExit, match=r"Unknown --methods MaPle \(runs under .*\): choose from CoOp, CoOp/cfg, Zero"):
+    with pytest.raises(UserError, match=r"Unknown --methods MaPle \(runs under .*\): choose from CoOp, CoOp/cfg, Zero"):
         main([str(b2n_tree), "--methods", "MaPle"])
-    with pytest.raises(SystemExit, match=r"Unknown --datasets caltech \(runs under .*\): choose from dtd, eurosat"):
+    with pytest.raises(UserError, match=r"Unknown --datasets caltech \(runs under .*\): choose from dtd, eurosat"):
         main([str(b2n_tree), "--datasets", "caltech"])
 
 
@@ -276,7 +277,7 @@ def test_plots_are_written_and_reproducible(b2n_tree, xd_tree, tmp_path, capsys)
 def test_plot_without_matplotlib_says_how_to_install(b2n_tree, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(SystemExit, match="pip install matplotlib"):
+    with pytest.raises(UserError, match="pip install matplotlib"):
         main([str(b2n_tree), "--plot", str(tmp_path / "x.png")])
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backbone import ClipBackbone, load_clip  # noqa: E402
+from engine.cli import run_cli  # noqa: E402
 from headroles.analysis import AnalysisSettings, default_layers, parse_layers, run_analysis  # noqa: E402
 from headroles.concepts import CLUSTERINGS, DEFAULT_EMBEDDER, WEIGHTINGS  # noqa: E402
 from headroles.images import clip_transform, evenly, image_paths  # noqa: E402
@@ -77,4 +78,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tools.compare_base2new import AVERAGE, Base2New
-from tools.compare_fewshot import FewShot
-from tools.compare_stats import is_missing
-from tools.compare_transfer import Transfer
+from comparison.base2new import AVERAGE, Base2New
+from comparison.fewshot import FewShot
+from comparison.stats import is_missing
+from comparison.transfer import Transfer
+from engine.errors import UserError
 
 DPI = 100
 METADATA = {".png": {"Software": None}, ".svg": {"Date": None, "Creator": None},
@@ -21,7 +22,7 @@ def figure(width: float, columns: int = 1, ratios: tuple[int, ...] = (1,)):
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise SystemExit("--plot needs matplotlib: pip install matplotlib") from err
+        raise UserError("--plot needs matplotlib: pip install matplotlib") from err
     fig = Figure(figsize=(width, 5), dpi=DPI, layout="constrained")
     return fig, fig.subplots(1, columns, gridspec_kw={"width_ratios": ratios}, squeeze=False)[0]
 
