@@ -406,7 +406,7 @@ def test_scripts_name_the_task_the_configs_and_the_official_options(fake_python,
     (test,) = calls("base2new_test.sh", "dtd", "1")
     (imagenet,) = calls("base2new_test.sh", "imagenet", "1")
     base = f"output/base2new/train_base/dtd/shots_16/{trainer}/vit_b16/seed1"
-    assert f"--output-dir {base} --seed 1 --trainer {trainer} " in train
+    assert f"--output-dir {base} --skip-finished --seed 1 --trainer {trainer} " in train
     assert train.endswith(f"--config-file configs/trainers/{trainer}/vit_b16.yaml DATASET.NUM_SHOTS 16 "
                           "DATASET.SUBSAMPLE_CLASSES base TASK B2N")
     assert f"--model-dir {base} --load-epoch 10 --eval-only" in test and test.endswith("SUBSAMPLE_CLASSES new TASK B2N")
