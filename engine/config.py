@@ -1,7 +1,7 @@
 """Layered YACS config with Dassl's keys, strict merging and did-you-mean errors.
 
 Merge order (CoOp's train.py): defaults -> trainer nodes -> dataset yaml -> method yaml
--> CLI flags -> trailing KEY VALUE opts.
+-> CLI flags -> the trainer's per-dataset settings (`dataset_overrides`) -> trailing KEY VALUE opts.
 """
 from __future__ import annotations
 
