@@ -353,15 +353,17 @@ def test_base_training_then_new_classes_by_the_class_features(data_root, tmp_pat
 def test_new_classes_score_the_class_logits_and_base_classes_the_fused_ones(data_root, tmp_path):
     new = MMRL(setup_cfg(parse_args(argv(data_root, tmp_path / "n", "MMRL", sub="new"))))
     base = MMRL(setup_cfg(parse_args(argv(data_root, tmp_path / "b", "MMRL"))))
+    target = MMRL(setup_cfg(parse_args(argv(data_root, tmp_path / "t", "MMRL", sub="all", opts=("TASK", "CD")))))
+    few = MMRL(setup_cfg(parse_args(argv(data_root, tmp_path / "f", "MMRL", sub="all", opts=("TASK", "FS")))))
     images = torch.randn(3, 3, 32, 32)
-    for trainer, key in ((new, "logits"), (base, "logits_fused")):
+    for trainer, key in ((new, "logits"), (base, "logits_fused"), (target, "logits"), (few, "logits_fused")):
         model = trainer.model
         model.load_state_dict(base.model.state_dict())
         with torch.no_grad():
             want = getattr(model.forward_train(images), key)
             with trainer.evaluation_context():
                 torch.testing.assert_close(trainer.model_inference(images), want)
-    assert not new.model.eval_fused and base.model.eval_fused
+    assert not new.model.eval_fused and base.model.eval_fused and not target.model.eval_fused and few.model.eval_fused
 
 
 def test_config_errors_say_how_to_fix(data_root, tmp_path):
