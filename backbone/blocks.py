@@ -3,7 +3,11 @@
 Blocks without a head mask or head capture go through open_clip's own forward, so a pass
 with no hooks is open_clip's computation. Blocks that need per-head control are recomputed
 from their `nn.MultiheadAttention` weights, which open_clip's default
-`ResidualAttentionBlock` (the one OpenAI models use) holds.
+`ResidualAttentionBlock` (the one OpenAI models use) holds. So are blocks whose input carries a
+gradient (prompts, tokens): open_clip's attention projects q, k, v from a transposed view of the
+batch-first states, which matmul under autograd runs as one small product per position on the
+CPU (3-5x slower on ViT-B/16); the recomputation projects the states directly, the same math
+up to float round-off.
 """
 from __future__ import annotations
 
@@ -38,15 +42,21 @@ def head_attention(attn: nn.MultiheadAttention, x: Tensor, mask: Tensor | None, 
     return out, per_head
 
 
-def _check_block(block: nn.Module, layer: int) -> ResidualAttentionBlock:
+def _recomputable(block: nn.Module) -> str:
+    """Why the block cannot be recomputed from its weights ("" if it can)."""
     if not isinstance(block, ResidualAttentionBlock) or hasattr(block, "ln_1_kv"):
-        raise TypeError(
-            f"Layer {layer} is a {type(block).__name__}; head masks and head capture need open_clip's "
-            "default self-attention ResidualAttentionBlock (OpenAI-style CLIP models)"
-        )
+        return (f"is a {type(block).__name__}; head masks and head capture need open_clip's default "
+                "self-attention ResidualAttentionBlock (OpenAI-style CLIP models)")
     attn = block.attn
     if attn.in_proj_weight is None or attn.bias_k is not None or attn.add_zero_attn:
-        raise TypeError(f"Layer {layer}: head masks/capture need a plain nn.MultiheadAttention with packed in_proj")
+        return "has no plain nn.MultiheadAttention with packed in_proj, which head masks/capture need"
+    return ""
+
+
+def _check_block(block: nn.Module, layer: int) -> ResidualAttentionBlock:
+    reason = _recomputable(block)
+    if reason:
+        raise TypeError(f"Layer {layer} {reason}")
     return block
 
 
@@ -84,15 +94,15 @@ def check_layers(hooks: TowerHooks, layers: int, tower: str) -> None:
         raise ValueError(f"{tower} tower has layers 0..{layers - 1}; hooks name layer(s) {bad}")
 
 
-def run_blocks(transformer: Transformer, x: Tensor, hooks: TowerHooks, causal: bool, start: int = 0,
-               stop: int | None = None) -> tuple[Tensor, dict[int, Tensor]]:
-    """x [B, L, D], the states entering block `start`, through blocks start..stop-1 (all by
-    default); returns the states leaving them and the captured head outputs."""
+def run_blocks(transformer: Transformer, x: Tensor, hooks: TowerHooks, causal: bool,
+               start: int = 0, stop: int | None = None) -> tuple[Tensor, dict[int, Tensor]]:
+    """x [B, L, D], the states entering block `start`, through blocks start..stop-1 (default: to
+    the last); returns the states after them and the captured head outputs."""
     head_outputs: dict[int, Tensor] = {}
     mask = None
-    blocks = transformer.resblocks
-    for i in range(start, len(blocks) if stop is None else stop):
-        block = blocks[i]
+    for i, block in enumerate(transformer.resblocks):
+        if i < start or (stop is not None and i >= stop):
+            continue
         if hooks.before_block is not None:
             x = hooks.before_block(i, x)
         if causal and (mask is None or mask.shape[-1] != x.shape[1]):
@@ -100,7 +110,10 @@ def run_blocks(transformer: Transformer, x: Tensor, hooks: TowerHooks, causal: b
         head_mask = hooks.head_masks.get(i)
         capture = i in hooks.capture_heads
         if head_mask is None and not capture:
-            x = _stock_block(block, x, mask, transformer.batch_first)
+            if x.requires_grad and not _recomputable(block):
+                x = _manual_block(block, x, mask, capture=False)[0]
+            else:
+                x = _stock_block(block, x, mask, transformer.batch_first)
             continue
         block = _check_block(block, i)
         layer_mask = mask

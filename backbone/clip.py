@@ -135,8 +135,13 @@ class ClipBackbone(nn.Module):
         proj = self.model.text_projection
         return proj(x) if isinstance(proj, nn.Linear) else x @ proj
 
+    def _text_input(self, embeddings: Tensor, eot_index: Tensor, truncate: bool) -> Tensor:
+        length = int(eot_index.max()) + 1 if truncate else embeddings.shape[1]
+        return embeddings[:, :length].to(self.dtype) + self.model.positional_embedding[:length].to(self.dtype)
+
     def forward_text(
-        self, embeddings: Tensor, eot_index: Tensor, hooks: TowerHooks | None = None, *, truncate: bool = True
+        self, embeddings: Tensor, eot_index: Tensor, hooks: TowerHooks | None = None, *, truncate: bool = True,
+        start_layer: int = 0,
     ) -> TowerOutput:
         """Text tower on token(+prompt) embeddings [N, L, text_width], pooled at
         `eot_index + hooks.eot_shift`.
@@ -145,17 +150,31 @@ class ClipBackbone(nn.Module):
         the causal mask no kept token attends to them, so the features are unchanged while
         the work shrinks from context_length to the longest prompt. `tokens` then has the
         truncated length (plus whatever hooks insert).
+
+        With `start_layer` k > 0, `embeddings` are instead the states entering block k, as
+        `text_states(..., k)` returns them (truncated, positions added), and only blocks k.. run.
         """
         hooks = hooks or _NO_HOOKS
         check_layers(hooks, self.text_layers, "text")
         eot_index = eot_index.to(self.device)
-        length = int(eot_index.max()) + 1 if truncate else embeddings.shape[1]
-        x = embeddings[:, :length].to(self.dtype) + self.model.positional_embedding[:length].to(self.dtype)
-        if hooks.on_embed is not None:
-            x = hooks.on_embed(x)
-        x, head_outputs = run_blocks(self.model.transformer, x, hooks, causal=True)
+        if start_layer:
+            if hooks.on_embed is not None:
+                raise ValueError("on_embed acts on the tower input; it cannot apply from start_layer > 0")
+            x = embeddings
+        else:
+            x = self._text_input(embeddings, eot_index, truncate)
+            if hooks.on_embed is not None:
+                x = hooks.on_embed(x)
+        x, head_outputs = run_blocks(self.model.transformer, x, hooks, causal=True, start=start_layer)
         pooled = x[torch.arange(x.shape[0], device=x.device), eot_index + hooks.eot_shift]
         return TowerOutput(self.text_head(pooled), x, head_outputs)
+
+    def text_states(self, embeddings: Tensor, eot_index: Tensor, layer: int) -> Tensor:
+        """The states entering text block `layer` ([N, L', text_width], truncated after the last
+        end-of-text token) of embeddings without hooks: a prefix that methods whose tokens enter
+        at `layer` can compute once and continue with forward_text(..., start_layer=layer)."""
+        x = self._text_input(embeddings, eot_index.to(self.device), truncate=True)
+        return run_blocks(self.model.transformer, x, _NO_HOOKS, causal=True, stop=layer)[0]
 
     def encode_text(self, ids: Tensor, hooks: TowerHooks | None = None) -> Tensor:
         """Text features [N, embed_dim] of token ids [N, context_length]."""

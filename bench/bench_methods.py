@@ -1,13 +1,18 @@
 """Train-step time and peak memory of every prompt learner on a random-init ViT-B/16
 (batch 4, 100 classes, the official configs' prompt sizes), in one table.
 
-    python bench/bench_methods.py [--repeats 2] [--device cpu] [--prec fp32]
+    python bench/bench_methods.py [--repeats 2] [--device cpu] [--prec fp32] [--methods MMRL MMRL++ DeAR ...]
+    python bench/bench_methods.py --interleaved --methods MMRL MMRL++ DeAR --repeats 4
 
 Each method runs in its own process, so peak memory is per method: on CUDA the allocator's
 peak; on CPU the growth of the process's peak RSS during the steps (activations, gradients,
 optimizer state) and the whole process's peak (frozen CLIP included). PromptSRC's text
 teacher is built from one template here: it is computed once at build time and does not
-change the step.
+change the step. MMRL, MMRL++ and DeAR take their full training loss, frozen-CLIP targets
+included (one extra image forward without gradients, as in their trainers); DeAR runs its role
+masks (every role present, bench_dear.mixed_role_map) in layers 9-12. `gflop` is one step's
+matmul work (forward + backward, FlopCounterMode), which no other load on the machine changes;
+`--interleaved` times the methods in one process, alternating their steps (fairer on a shared CPU).
 """
 from __future__ import annotations
 
@@ -16,29 +21,77 @@ import json
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds the packages
 
 from backbone import autocast, grad_scaler, load_clip  # noqa: E402
+from bench.bench_dear import ATTRIBUTES, mixed_role_map  # noqa: E402
 from bench.common import classnames, median_time  # noqa: E402
 from trainers.cocoop import CoCoOpCLIP, CoCoOpPrompts  # noqa: E402
 from trainers.coop import CoOpCLIP, PromptLearner  # noqa: E402
-from trainers.deep_prompts import DeepPromptCLIP, IndependentPrompts, count_learnable  # noqa: E402
+from trainers.dear.masks import role_masks  # noqa: E402
+from trainers.dear.model import DeARCLIP, DeARSettings  # noqa: E402
+from trainers.dear.trainer import dear_loss  # noqa: E402
+from trainers.deep_prompts import DeepPromptCLIP, IndependentPrompts  # noqa: E402
 from trainers.maple import MultiModalPrompts  # noqa: E402
+from trainers.mmrl import MMRLCLIP, MMRLSettings, mmrl_loss  # noqa: E402
 from trainers.promptsrc import PromptSRCCLIP, promptsrc_losses  # noqa: E402
 
+REP_LAYERS = tuple(range(5, 12))  # MMRL's official REP_LAYERS 6-12, 0-based
+
+
+def prompted(model):
+    """(model, loss) for a classifier trained by cross-entropy on its logits."""
+    return model, lambda x, y: F.cross_entropy(model(x), y)
+
+
+def promptsrc(clip, names):
+    model = PromptSRCCLIP(clip, IndependentPrompts(clip, names, 4, 4, 9, 9, "a photo of a"), names, ("a photo of a {}.",))
+    return model, lambda x, y: promptsrc_losses(model.train_outputs(x), y, 25, 10)["total"]
+
+
+def mmrl(settings):
+    def build(clip, names):
+        model = MMRLCLIP(clip, [f"a photo of a {n}." for n in names], settings)
+
+        def loss(x, y):
+            frozen_image, frozen_text = model.frozen_features(x)
+            return mmrl_loss(model.forward_train(x), y, frozen_image, frozen_text, 0.7, 1.0)["loss"]
+        return model, loss
+    return build
+
+
+def dear(clip, names):
+    first = 9
+    masks = role_masks(mixed_role_map(first, clip.vision_layers, clip.vision_heads), list(range(first, 13)),
+                       clip.vision_heads, ATTRIBUTES, 1 + clip.num_patches, "role", clip.dtype).to(clip.device)
+    s = DeARSettings(attributes=ATTRIBUTES, first_layer=first - 1, text_first_layer=first - 1, rep_dim=clip.embed_dim)
+    model = DeARCLIP(clip, [f"a photo of a {n}." for n in names], s, masks)
+
+    def loss(x, y):
+        with torch.no_grad():
+            frozen_image = clip.encode_image(x)
+        return dear_loss(model.forward_train(x), y, frozen_image, model.frozen_text, model.fusion_alpha()[0], 1.0, 0.1)["loss"]
+    return model, loss
+
+
 METHODS = {
-    "CoOp (16 ctx)": lambda clip, names: CoOpCLIP(clip, PromptLearner(clip, names, 16, "", False, "end")),
-    "CoCoOp (4 ctx)": lambda clip, names: CoCoOpCLIP(clip, CoCoOpPrompts(clip, names, 4, "a photo of a")),
-    "IVLP (2+2, depth 12)": lambda clip, names: DeepPromptCLIP(
-        clip, IndependentPrompts(clip, names, 2, 2, 12, 12, "a photo of a")),
-    "MaPLe (2, depth 9)": lambda clip, names: DeepPromptCLIP(clip, MultiModalPrompts(clip, names, 2, "a photo of a", 9)),
-    "PromptSRC (4+4, depth 9)": lambda clip, names: PromptSRCCLIP(
-        clip, IndependentPrompts(clip, names, 4, 4, 9, 9, "a photo of a"), names, ("a photo of a {}.",)),
+    "CoOp (16 ctx)": lambda clip, names: prompted(CoOpCLIP(clip, PromptLearner(clip, names, 16, "", False, "end"))),
+    "CoCoOp (4 ctx)": lambda clip, names: prompted(CoCoOpCLIP(clip, CoCoOpPrompts(clip, names, 4, "a photo of a"))),
+    "IVLP (2+2, depth 12)": lambda clip, names: prompted(DeepPromptCLIP(
+        clip, IndependentPrompts(clip, names, 2, 2, 12, 12, "a photo of a"))),
+    "MaPLe (2, depth 9)": lambda clip, names: prompted(
+        DeepPromptCLIP(clip, MultiModalPrompts(clip, names, 2, "a photo of a", 9))),
+    "PromptSRC (4+4, depth 9)": promptsrc,
+    "MMRL (5 tokens, layers 6-12)": mmrl(MMRLSettings(5, REP_LAYERS, 512, 0.7)),
+    "MMRL++ (5 tokens, layers 6-12)": mmrl(MMRLSettings(5, REP_LAYERS, 512, 0.7, 0.9, True, 4, 64)),
+    "DeAR (5 attributes, layers 9-12)": dear,
 }
 
 
@@ -46,22 +99,18 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run_one(method: str, repeats: int, device: str, prec: str, n_classes: int = 100, batch: int = 4) -> dict:
-    torch.manual_seed(0)
-    clip = load_clip("ViT-B/16", pretrained=False, precision=prec, device=device)
-    model = METHODS[method](clip, classnames(n_classes))
-    learner = model.prompt_learner
-    opt = torch.optim.SGD(learner.parameters(), lr=0.002, momentum=0.9)
+def training_step(method: str, clip, device: str, prec: str, n_classes: int = 100, batch: int = 4):
+    """(one SGD step of `method` on fixed random data, its learnable parameter count)."""
+    model, loss_of = METHODS[method](clip, classnames(n_classes))
+    learnable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(learnable, lr=0.002, momentum=0.9)
     scaler = grad_scaler(prec, device)
     x = torch.randn(batch, 3, clip.image_size, clip.image_size, device=device)
     y = torch.randint(0, n_classes, (batch,), device=device)
 
     def step():
         with autocast(prec, device):
-            if isinstance(model, PromptSRCCLIP):
-                loss = promptsrc_losses(model.train_outputs(x), y, 25, 10)["total"]
-            else:
-                loss = F.cross_entropy(model(x), y)
+            loss = loss_of(x, y)
         opt.zero_grad()
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -69,11 +118,26 @@ def run_one(method: str, repeats: int, device: str, prec: str, n_classes: int = 
         if device == "cuda":
             torch.cuda.synchronize()
 
+    return step, sum(p.numel() for p in learnable)
+
+
+def step_gflop(step) -> float:
+    """Matmul/convolution GFLOP of one step, forward and backward (torch's FlopCounterMode):
+    a figure no other load on the machine changes."""
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return round(counter.get_total_flops() / 1e9, 1)
+
+
+def run_one(method: str, repeats: int, device: str, prec: str) -> dict:
+    torch.manual_seed(0)
+    clip = load_clip("ViT-B/16", pretrained=False, precision=prec, device=device)
+    step, learnable = training_step(method, clip, device, prec)
     before = peak_rss_mib()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     seconds = median_time(step, repeats)
-    row = {"method": method, "learnable": count_learnable(learner), "step_s": round(seconds, 3)}
+    row = {"method": method, "learnable": learnable, "gflop": step_gflop(step), "step_s": round(seconds, 3)}
     if device == "cuda":
         row["peak_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     else:
@@ -82,29 +146,63 @@ def run_one(method: str, repeats: int, device: str, prec: str, n_classes: int = 
     return row
 
 
+def run_interleaved(methods: list[str], repeats: int, device: str, prec: str) -> list[dict]:
+    """All methods on one backbone in one process, their steps alternating, `repeats` rounds after
+    a warm-up round; the fastest step of each. On a shared CPU, a busy spell then slows every
+    method alike, which separate processes (one after the other) do not ensure. No memory figures."""
+    torch.manual_seed(0)
+    clip = load_clip("ViT-B/16", pretrained=False, precision=prec, device=device)
+    steps = {m: training_step(m, clip, device, prec) for m in methods}
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for r in range(repeats + 1):
+        for method, (step, _) in steps.items():
+            start = time.perf_counter()
+            step()
+            if r:
+                times[method].append(time.perf_counter() - start)
+    return [{"method": m, "learnable": steps[m][1], "gflop": step_gflop(steps[m][0]), "step_s": round(min(times[m]), 3)}
+            for m in methods]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--prec", default="fp32", choices=("fp16", "fp32", "amp"))
+    short = {name.split()[0]: name for name in METHODS}
+    p.add_argument("--methods", nargs="+", choices=list(short), default=list(short), help="default: all")
+    p.add_argument("--interleaved", action="store_true",
+                   help="one process, steps alternating between the methods, fastest step (a fairer time on a "
+                        "shared CPU; no memory figures)")
     p.add_argument("--method", choices=list(METHODS), help=argparse.SUPPRESS)  # child process
     args = p.parse_args()
     if args.method:
         print(json.dumps(run_one(args.method, args.repeats, args.device, args.prec)))
         return
-    rows = []
-    for method in METHODS:
-        out = subprocess.run(
-            [sys.executable, __file__, "--method", method, "--repeats", str(args.repeats),
-             "--device", args.device, "--prec", args.prec],
-            check=True, capture_output=True, text=True,
-        ).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-        print(rows[-1], file=sys.stderr)
+    methods = [short[m] for m in args.methods]
+    if args.interleaved:
+        rows = run_interleaved(methods, args.repeats, args.device, args.prec)
+        how = f"steps interleaved in one process, fastest of {args.repeats} rounds after a warm-up round"
+    else:
+        rows = []
+        for method in methods:
+            out = subprocess.run(
+                [sys.executable, __file__, "--method", method, "--repeats", str(args.repeats),
+                 "--device", args.device, "--prec", args.prec],
+                check=True, capture_output=True, text=True,
+            ).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+            print(rows[-1], file=sys.stderr)
+        how = f"one process per method, median of {args.repeats} steps after one warm-up"
+    dear = next((r for r in rows if r["method"].startswith("DeAR")), None)
+    if dear:  # the MMRL/MMRL++ target: within 1.2x of DeAR's step
+        for r in rows:
+            r["x DeAR (time)"] = round(r["step_s"] / dear["step_s"], 2)
+            r["x DeAR (GFLOP)"] = round(r["gflop"] / dear["gflop"], 2)
     from tabulate import tabulate
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, random-init ViT-B/16, {args.prec}, "
-          f"{args.device}, batch 4, 100 classes, median of {args.repeats} steps after one warm-up")
+          f"{args.device}, batch 4, 100 classes, {how}")
     print(tabulate(rows, headers="keys", tablefmt="github"))
 
 

@@ -1,7 +1,7 @@
 """Layered YACS config with Dassl's keys, strict merging and did-you-mean errors.
 
 Merge order (CoOp's train.py): defaults -> trainer nodes -> dataset yaml -> method yaml
--> CLI flags -> trailing KEY VALUE opts.
+-> CLI flags -> the trainer's per-dataset settings (`dataset_overrides`) -> trailing KEY VALUE opts.
 """
 from __future__ import annotations
 
@@ -97,6 +97,10 @@ def get_cfg_default() -> CN:
     # PREC amp on a CPU: "auto" autocasts to bf16 only where the CPU has fast bf16 units (AMX),
     # else runs fp32; "bf16" / "fp32" force either (backbone/precision.py)
     c.TRAINER.CPU_AMP = "auto"
+
+    # The protocol of the run (MMRL's TASK), for methods that evaluate or configure differently
+    # per protocol: B2N base-to-new, FS few-shot, CD cross-dataset (trainers/representation.py).
+    c.TASK = "B2N"
     return c
 
 
@@ -125,6 +129,20 @@ def get_cfg() -> CN:
     for extend in CONFIG_EXTENSIONS:
         extend(cfg)
     return cfg
+
+
+def dataset_overrides(cfg: CN, opts: Iterable[str]) -> list[str]:
+    """KEY VALUE pairs of the trainer's per-dataset settings (its `dataset_overrides(cfg)`, e.g.
+    MMRL's official trainers/config.py), to merge after the config files and before `opts`, the
+    command line, so that the command line still wins. They are resolved on the config as `opts`
+    will leave it (dataset, TASK), as the official code reads TASK from the command line."""
+    name = cfg.TRAINER.NAME
+    hook = getattr(TRAINER_REGISTRY.get(name), "dataset_overrides", None) if name in TRAINER_REGISTRY else None
+    if hook is None:
+        return []
+    final = cfg.clone()
+    merge_list(final, opts)
+    return hook(final)
 
 
 def _flat_keys(node: CN, prefix: str = "") -> list[str]:

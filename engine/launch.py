@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from engine import distributed
-from engine.config import get_cfg, merge_file, merge_list
+from engine.config import dataset_overrides, get_cfg, merge_file, merge_list
 from engine.errors import ConfigError, UnknownNameError, UsageError, UserError
 from engine.logging import setup_logger
 from engine.registry import TRAINER_REGISTRY
@@ -89,6 +89,7 @@ def setup_cfg(args: argparse.Namespace):
     if args.config_file:
         merge_file(cfg, args.config_file, "--config-file")
     reset_cfg(cfg, args)
+    merge_list(cfg, dataset_overrides(cfg, args.opts or []), f"{cfg.TRAINER.NAME}'s per-dataset settings")
     merge_list(cfg, args.opts or [])
     cfg.freeze()
     return cfg

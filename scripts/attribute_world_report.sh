@@ -9,7 +9,7 @@ DATA=${DATA:-data}
 OUTPUT=${OUTPUT:-output/attr_world}
 PYTHON=${PYTHON:-python}
 "${PYTHON}" tools/sweep.py --protocol base2new --config-set tiny \
-    --methods ZeroshotCLIP CoOp CLIPAdapter IVLP MaPLe CoCoOp PromptSRC DeAR \
+    --methods ZeroshotCLIP CoOp CLIPAdapter IVLP MaPLe CoCoOp PromptSRC MMRL MMRLpp DeAR \
     --datasets attr_color_holdout attr_hue_shift --seeds 1 2 3 \
     --root "${DATA}" --output "${OUTPUT}" --jobs "${1:-2}"
 "${PYTHON}" tools/compare.py "${OUTPUT}" --protocol base2new --datasets attr_color_holdout attr_hue_shift \

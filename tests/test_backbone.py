@@ -218,6 +218,44 @@ def test_text_insert_with_eot_shift_like_dear(tiny):
     torch.testing.assert_close(out.tokens, ref_tokens[:, :15], rtol=1e-5, atol=1e-6)
 
 
+def test_blocks_carrying_a_gradient_are_recomputed_with_the_same_result(tiny, monkeypatch):
+    """open_clip's attention is slow under autograd (transposed q/k/v projection), so such blocks run
+    on the recomputed path; without a gradient they stay open_clip's own."""
+    from backbone import blocks
+    ids = tiny.tokenize(PROMPTS)
+    emb, eot = tiny.embed_tokens(ids), tiny.eot_index(ids)
+    calls, real = [], blocks._manual_block
+    monkeypatch.setattr(blocks, "_manual_block", lambda *a, **k: calls.append(1) or real(*a, **k))
+    prompts = emb.clone().requires_grad_(True)
+    with_grad = tiny.forward_text(prompts, eot).features
+    assert len(calls) == tiny.text_layers
+    with torch.no_grad():
+        plain = tiny.forward_text(emb, eot).features
+    assert len(calls) == tiny.text_layers  # no gradient: the stock blocks
+    torch.testing.assert_close(with_grad, plain, rtol=1e-5, atol=1e-6)
+    with_grad.sum().backward()
+    assert prompts.grad.abs().sum() > 0
+
+
+@torch.no_grad()
+def test_text_prefix_then_upper_layers_equal_the_whole_tower(tiny):
+    """text_states(k) + forward_text(start_layer=k) = one forward_text (MMRL's cached prefix)."""
+    ids = tiny.tokenize(PROMPTS)
+    emb, eot = tiny.embed_tokens(ids), tiny.eot_index(ids)
+    t = torch.randn(2, 48, generator=torch.Generator().manual_seed(5))
+    hooks = TowerHooks(before_block=lambda i, s: insert_tokens(s, 1, t) if i == 1 else s, eot_shift=2)
+    whole = tiny.forward_text(emb, eot, hooks)
+    upper = tiny.forward_text(tiny.text_states(emb, eot, 1), eot, hooks, start_layer=1)
+    assert torch.equal(upper.features, whole.features) and torch.equal(upper.tokens, whole.tokens)
+    last = tiny.forward_text(tiny.text_states(emb, eot, 2), eot, start_layer=2)  # the prefix is the whole tower
+    assert torch.equal(last.features, tiny.forward_text(emb, eot).features)
+    x = emb[:, :13] + tiny.model.positional_embedding[:13]  # by hand: block 0 on the truncated input
+    x = tiny.model.transformer.resblocks[0](x, attn_mask=torch.full((13, 13), float("-inf")).triu(1))
+    torch.testing.assert_close(tiny.text_states(emb, eot, 1), x, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="on_embed acts on the tower input"):
+        tiny.forward_text(x, eot, TowerHooks(on_embed=lambda y: y), start_layer=1)
+
+
 @torch.no_grad()
 def test_eot_shift_moves_pooling_index(tiny):
     ids = tiny.tokenize(PROMPTS)

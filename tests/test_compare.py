@@ -125,15 +125,18 @@ def test_reported_file_rows_are_consistent_and_sourced():
     rows = load_reported("base2new")
     assert {r.method for r in rows} == {"ZeroshotCLIP", "CoOp", "CoCoOp", "MaPLe", "IVLP", "PromptSRC", "DeAR", "MMRL"}
     for row in rows:
-        if row.method in ("DeAR", "MMRL"):  # Base only, as the DeAR paper's comparison is quoted in the DeAR issue
+        if row.method == "DeAR":  # Base only, as the DeAR paper's comparison is quoted in the DeAR issue
             assert row.source.startswith("DeAR paper") and row.new is None and row.hm is None, row
             continue
-        assert row.source.startswith("https://github.com/"), row
+        paper = row.method == "MMRL"  # its README gives no numbers: the paper's table, cited with its arXiv version
+        assert row.source.startswith("MMRL paper (Guo & Gu, CVPR 2025, arXiv 2503.08497v2)" if paper
+                                     else "https://github.com/"), row
         assert round(harmonic_mean(row.base, row.new), 2) == row.hm, row  # the average is HM of averaged B and N
         assert (REPO / "configs" / "trainers" / row.method).is_dir(), row
         assert not row.config or (REPO / "configs" / "trainers" / row.method / f"{row.config}.yaml").is_file(), row
     assert {(r.dataset, r.base) for r in rows if r.method == "DeAR"} == {("average", 85.94), ("imagenet", 78.12),
                                                                          ("dtd", 83.9)}
+    assert [(r.dataset, r.base, r.new, r.hm) for r in rows if r.method == "MMRL"] == [("average", 85.68, 77.16, 81.20)]
     assert load_reported("xd") == [] and load_reported("dg") == []
 
 

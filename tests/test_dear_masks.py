@@ -10,7 +10,7 @@ from backbone import TowerHooks, load_clip
 from headroles.rolemap import HeadRole, RoleMapError, parse_role_map, read_role_map
 from trainers.dear.masks import head_blocked, role_masks
 from trainers.dear.model import DeARCLIP, DeARSettings
-from trainers.dear.tokens import deep_insertion
+from trainers.representation import token_hook
 
 ATTRS = ("color", "shape", "texture")
 N_ORIG = 17  # tiny-test: class token + 4x4 patches
@@ -143,7 +143,7 @@ def test_blocked_token_cannot_reach_attribute_head_output(clip):
     tokens = torch.randn(2, 3, 64, generator=g)
 
     def heads(t):
-        hooks = TowerHooks(before_block=deep_insertion(t, 0, N_ORIG, 0.9), head_masks={0: masks[0]}, capture_heads={0})
+        hooks = TowerHooks(before_block=token_hook(t, [0, 1], N_ORIG, 0.9), head_masks={0: masks[0]}, capture_heads={0})
         return clip.forward_image(images(), hooks).head_outputs[0][:, :N_ORIG]
 
     base = heads(tokens)
@@ -159,7 +159,7 @@ def test_blocked_token_cannot_reach_attribute_head_output(clip):
 def test_tokens_inserted_after_patches_and_blended_with_beta(clip):
     t = torch.randn(2, 3, 64, generator=torch.Generator().manual_seed(6))
     seen = {}
-    hook = deep_insertion(t, 0, N_ORIG, 0.9)
+    hook = token_hook(t, [0, 1], N_ORIG, 0.9)
 
     def record(i, s):
         out = hook(i, s)

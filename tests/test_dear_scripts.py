@@ -49,6 +49,7 @@ def test_cross_dataset_and_few_shot_commands(fake_python):
     source = "output/cross_dataset/train/imagenet/shots_16/DeAR/vit_b16_cross_datasets/seed1"
     assert f"--output-dir {source} " in xd_train and "configs/datasets/imagenet.yaml" in xd_train
     assert "--output-dir output/cross_dataset/test/oxford_pets/shots_16/DeAR/vit_b16_cross_datasets/seed1" in xd_test
-    assert f"--model-dir {source} --load-epoch 1 --eval-only TRAINER.DEAR.EVAL_ON target" in xd_test
-    assert "output/few_shot/dtd/shots_1/DeAR/vit_b16_few_shot/seed2" in one and one.endswith("DATASET.NUM_SHOTS 1")
-    assert "output/few_shot/dtd/shots_4/DeAR/vit_b16_few_shot/seed2" in four and four.endswith("DATASET.NUM_SHOTS 4")
+    assert xd_train.endswith("DATASET.NUM_SHOTS 16 TASK CD")
+    assert f"--model-dir {source} --load-epoch 1 --eval-only TASK CD TRAINER.DEAR.ROLE_MAP {source}/role_map.json" in xd_test
+    assert "output/few_shot/dtd/shots_1/DeAR/vit_b16_few_shot/seed2" in one and one.endswith("DATASET.NUM_SHOTS 1 TASK FS")
+    assert "output/few_shot/dtd/shots_4/DeAR/vit_b16_few_shot/seed2" in four and four.endswith("DATASET.NUM_SHOTS 4 TASK FS")

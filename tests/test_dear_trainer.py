@@ -104,14 +104,18 @@ def test_evaluation_uses_the_role_map_the_weights_were_trained_with(data_root, r
     assert torch.equal(trainer.model.masks, expected)
 
 
-def test_mmrl_fusion_uses_cls_alone_on_new_classes(data_root, role_map_file, tmp_path):
-    assert fused_at_eval("learned", "auto", "new") and not fused_at_eval("cls", "auto", "base")
-    assert fused_at_eval("mmrl", "auto", "base") and fused_at_eval("mmrl", "auto", "all")
-    assert not fused_at_eval("mmrl", "auto", "new") and not fused_at_eval("mmrl", "target", "all")
-    assert fused_at_eval("mmrl", "source", "new")
+def test_mmrl_fusion_scores_by_mmrls_rule(data_root, role_map_file, tmp_path):
+    """FUSION mmrl evaluates by MMRL's decoupled-inference rule on TASK (trainers/representation.py)."""
+    assert fused_at_eval("learned", "B2N", "new", "DTD") and not fused_at_eval("cls", "FS", "all", "DTD")
+    assert fused_at_eval("mmrl", "B2N", "base", "DTD") and not fused_at_eval("mmrl", "B2N", "new", "DTD")
+    assert fused_at_eval("mmrl", "FS", "all", "DTD") and fused_at_eval("mmrl", "CD", "all", "ImageNet")
+    assert not fused_at_eval("mmrl", "CD", "all", "DTD") and not fused_at_eval("mmrl", "CD", "all", "ImageNetV2")
     trainer = build(argv(data_root, tmp_path / "n", role_map_file, sub="new", opts=("TRAINER.DEAR.FUSION", "mmrl")))
     model = trainer.model
     assert not model.eval_fused
+    assert build(argv(data_root, tmp_path / "s", role_map_file, opts=("TRAINER.DEAR.FUSION", "mmrl"))).model.eval_fused
+    target = build(argv(data_root, tmp_path / "t", role_map_file, sub="all", opts=("TRAINER.DEAR.FUSION", "mmrl", "TASK", "CD")))
+    assert not target.model.eval_fused
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         cls, attr = model.image_features(x)

@@ -17,7 +17,7 @@ from sweeps.steps import process_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT_DIRS = {"CoOp": "coop", "CoCoOp": "cocoop", "IVLP": "ivlp", "MaPLe": "maple", "PromptSRC": "promptsrc",
-               "DeAR": "dear", "ZeroshotCLIP": "zsclip"}
+               "DeAR": "dear", "MMRL": "mmrl", "MMRLpp": "mmrlpp", "ZeroshotCLIP": "zsclip"}
 
 
 def dry_run(capsys, *args) -> list[str]:
@@ -76,17 +76,35 @@ def test_xd_trains_once_per_seed_and_zero_shot_evaluates_each_target(capsys):
                     "--datasets", "dtd", "eurosat", "--seeds", "3")
     run = "SHOTS=16 bash scripts/run.sh"
     dear_model = "output/cross_dataset/train/imagenet/shots_16/DeAR/vit_b16_cross_datasets/seed3"
-    dear_test = f"TRAINER.DEAR.EVAL_ON target TRAINER.DEAR.ROLE_MAP {dear_model}/role_map.json"
+    dear_test = f"TASK CD TRAINER.DEAR.ROLE_MAP {dear_model}/role_map.json"
     assert lines == [
         f"{run} xd_zeroshot ZeroshotCLIP vit_b16 dtd 3",
         f"{run} xd_zeroshot ZeroshotCLIP vit_b16 eurosat 3",
         f"{run} xd_train MaPLe vit_b16_c2_ep5_batch4_2ctx_cross_datasets 3",
         f"{run} xd_test MaPLe vit_b16_c2_ep5_batch4_2ctx_cross_datasets dtd 3",
         f"{run} xd_test MaPLe vit_b16_c2_ep5_batch4_2ctx_cross_datasets eurosat 3",
-        f"{run} xd_train DeAR vit_b16_cross_datasets 3",
+        f"{run} xd_train DeAR vit_b16_cross_datasets 3 TASK CD",
         f"{run} xd_test DeAR vit_b16_cross_datasets dtd 3 {dear_test}",
         f"{run} xd_test DeAR vit_b16_cross_datasets eurosat 3 {dear_test}",
     ]
+
+
+def test_mmrl_runs_name_their_task_and_the_official_cross_dataset_options(capsys):
+    run = "SHOTS=16 bash scripts/run.sh"
+    b2n = dry_run(capsys, "--protocol", "base2new", "--methods", "MMRL", "MMRLpp", "--datasets", "imagenet", "--seeds", "1")
+    assert b2n == [f"{run} base2new_{step} {m} vit_b16_imagenet imagenet 1 TASK B2N"
+                   for m in ("MMRL", "MMRLpp") for step in ("train", "test")]
+    xd = dry_run(capsys, "--protocol", "xd", "--methods", "MMRL", "MMRLpp", "--datasets", "eurosat", "--seeds", "1")
+    assert xd == [
+        f"{run} xd_train MMRL vit_b16_cross_datasets 1 TASK CD TRAINER.MMRL.REG_WEIGHT 0.2",
+        f"{run} xd_test MMRL vit_b16_cross_datasets eurosat 1 TASK CD TRAINER.MMRL.REG_WEIGHT 0.2 TRAINER.MMRL.REP_DIM 512",
+        f"{run} xd_train MMRLpp vit_b16_cross_datasets 1 TASK CD",
+        f"{run} xd_test MMRLpp vit_b16_cross_datasets eurosat 1 TASK CD",
+    ]
+    fs = dry_run(capsys, "--protocol", "fewshot", "--methods", "MMRLpp", "--datasets", "imagenet", "dtd", "--seeds", "1",
+                 "--shots", "2")
+    assert fs == [f"SHOTS=2 bash scripts/run.sh few_shot MMRLpp {c} {d} 1 TASK FS"
+                  for c, d in (("vit_b16_imagenet", "imagenet"), ("vit_b16_few_shot", "dtd"))]
 
 
 def test_dg_evaluates_the_xd_model_on_the_imagenet_variants_by_default(capsys):
@@ -104,10 +122,10 @@ def test_fewshot_shots_gpa_per_dataset_and_one_zero_shot_run_per_dataset(capsys)
     run = "bash scripts/run.sh few_shot"
     expected = ["SHOTS=0 bash scripts/run.sh few_shot_zeroshot ZeroshotCLIP vit_b16 imagenet 1"]
     expected += [f"SHOTS={k} {run} {psrc} imagenet {s}" for k in (2, 8) for s in (1, 2)]
-    expected += [f"SHOTS={k} {run} DeAR vit_b16_imagenet imagenet {s}" for k in (2, 8) for s in (1, 2)]
+    expected += [f"SHOTS={k} {run} DeAR vit_b16_imagenet imagenet {s} TASK FS" for k in (2, 8) for s in (1, 2)]
     expected += ["SHOTS=0 bash scripts/run.sh few_shot_zeroshot ZeroshotCLIP vit_b16 dtd 1"]
     expected += [f"SHOTS={k} {run} {psrc} dtd {s} {gpa}" for k in (2, 8) for s in (1, 2)]
-    expected += [f"SHOTS={k} {run} DeAR vit_b16_few_shot dtd {s}" for k in (2, 8) for s in (1, 2)]
+    expected += [f"SHOTS={k} {run} DeAR vit_b16_few_shot dtd {s} TASK FS" for k in (2, 8) for s in (1, 2)]
     assert lines == expected
 
 
@@ -169,7 +187,7 @@ def script_calls(log, stub, method, script, *args, env=None) -> list[str]:
     return recorded(log, ["bash", f"scripts/{SCRIPT_DIRS[method]}/{script}", *args], stub, env)
 
 
-@pytest.mark.parametrize("method", ["CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DeAR"])
+@pytest.mark.parametrize("method", ["CoOp", "CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DeAR", "MMRL", "MMRLpp"])
 def test_base2new_equals_the_method_scripts(capsys, fake_python, method):
     stub, log = fake_python
     for dataset in ("dtd", "imagenet"):
@@ -188,7 +206,7 @@ def test_zero_shot_base2new_equals_its_script(capsys, fake_python):
     assert len(expected) == 2
 
 
-@pytest.mark.parametrize("method", ["CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DeAR"])
+@pytest.mark.parametrize("method", ["CoCoOp", "IVLP", "MaPLe", "PromptSRC", "DeAR", "MMRL", "MMRLpp"])
 def test_xd_and_dg_equal_the_method_scripts(capsys, fake_python, method):
     stub, log = fake_python
     expected = script_calls(log, stub, method, "xd_train.sh", "2")
@@ -201,7 +219,7 @@ def test_xd_and_dg_equal_the_method_scripts(capsys, fake_python, method):
     assert xd + dg[1:] == expected and dg[0] == xd[0]
 
 
-@pytest.mark.parametrize("method", ["PromptSRC", "DeAR"])
+@pytest.mark.parametrize("method", ["PromptSRC", "DeAR", "MMRL", "MMRLpp"])
 def test_fewshot_equals_the_method_scripts(capsys, fake_python, method):
     stub, log = fake_python
     for dataset in ("stanford_cars", "imagenet"):

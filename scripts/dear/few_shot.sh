@@ -8,5 +8,5 @@ DATASET=$1
 SEED=$2
 CFG=${3:-$([ "${DATASET}" = imagenet ] && echo vit_b16_imagenet || echo vit_b16_few_shot)}
 for SHOTS in ${SHOTS_LIST:-1 2 4 8 16}; do
-    few_shot DeAR "${CFG}" "${DATASET}" "${SEED}"
+    few_shot DeAR "${CFG}" "${DATASET}" "${SEED}" TASK FS
 done

@@ -3,4 +3,4 @@
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-xd_train DeAR "${2:-vit_b16_cross_datasets}" "$1"
+xd_train DeAR "${2:-vit_b16_cross_datasets}" "$1" TASK CD

@@ -2,7 +2,6 @@
 logit set per path (CLS + one per attribute token) and their learned fusion."""
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from backbone import ClipBackbone, TowerHooks
-from trainers.dear.tokens import DeepTokens, deep_insertion
+from trainers.representation import RepresentationSpace, residual_factors, token_hook
 
 FUSIONS = ("learned", "cls", "mmrl")
 
@@ -63,7 +62,7 @@ class DeARCLIP(nn.Module):
             raise ValueError(f"TRAINER.DEAR.FUSION must be one of {FUSIONS}, got {s.fusion!r}")
         self.clip, self.settings = clip, s
         self.n_orig = 1 + clip.num_patches
-        self.tokens = DeepTokens(
+        self.tokens = RepresentationSpace(
             s.n_attr, s.n_text, s.rep_dim, clip.vision_width, clip.text_width,
             clip.vision_layers - s.first_layer, clip.text_layers - s.text_first_layer, s.rank,
         )
@@ -82,6 +81,7 @@ class DeARCLIP(nn.Module):
         self.register_buffer("eot_index", clip.eot_index(ids), persistent=False)
         self.eval_fused = s.paths > 1
         self._text_cache: Tensor | None = None
+        self.to(clip.device)  # the learnable tensors are drawn on the CPU; the backbone may be on a GPU
 
     def _init_attr_projection(self, clip: ClipBackbone, rank: int) -> None:
         """Full learnable copy of CLIP's projection, or (rank > 0, MMRL++-style) the frozen
@@ -91,10 +91,9 @@ class DeARCLIP(nn.Module):
             self.attr_proj = nn.Parameter(proj.clone())
             return
         self.register_buffer("attr_proj_base", proj.clone(), persistent=False)
-        down = torch.empty(proj.shape[0], rank)
-        nn.init.kaiming_uniform_(down, a=math.sqrt(5))
+        down, up = residual_factors(proj.shape[0], proj.shape[1], rank)
         self.attr_proj_down = nn.Parameter(down)
-        self.attr_proj_up = nn.Parameter(torch.zeros(rank, proj.shape[1]))
+        self.attr_proj_up = nn.Parameter(up)
 
     def attr_projection(self) -> Tensor:
         if hasattr(self, "attr_proj"):
@@ -108,14 +107,16 @@ class DeARCLIP(nn.Module):
             return TowerHooks()
         s = self.settings
         masks = {} if self.masks is None else {s.first_layer + i: m for i, m in enumerate(self.masks)}
-        return TowerHooks(before_block=deep_insertion(tokens, s.first_layer, self.n_orig, s.beta), head_masks=masks)
+        layers = range(s.first_layer, s.first_layer + tokens.shape[0])
+        return TowerHooks(before_block=token_hook(tokens, layers, self.n_orig, s.beta), head_masks=masks)
 
     def text_features(self) -> Tensor:
         """[C, embed_dim] class features with the text tokens after the start token."""
         tokens = self.tokens.text()
         s = self.settings
         hooks = None if tokens is None else TowerHooks(
-            before_block=deep_insertion(tokens, s.text_first_layer, 1, s.beta), eot_shift=s.n_text
+            before_block=token_hook(tokens, range(s.text_first_layer, s.text_first_layer + tokens.shape[0]), 1, s.beta),
+            eot_shift=s.n_text,
         )
         return self.clip.forward_text(self.prompt_embeddings, self.eot_index, hooks).features
 

@@ -20,8 +20,9 @@ Inferred where the paper is silent (each a config key; see docs/DEAR.md):
   - FUSION_CLS_INIT 0.7: alpha starts at MMRL++'s CLS weight, the rest split evenly;
   - LAMBDA_REG 1.0 (MMRL++'s REG_WEIGHT), LAMBDA_FUSION 0.1; the regulariser's f_cls^CLIP is
     the frozen CLIP image feature of the same augmented image, t^CLIP the template's feature;
-  - FUSION mmrl: fused logits on the training classes, CLS alone where EVAL_ON says the
-    classes are targets (auto: DATASET.SUBSAMPLE_CLASSES new);
+  - FUSION mmrl: evaluation by MMRL's decoupled-inference rule on TASK (trainers/representation.py:
+    fused on base classes, few-shot and the ImageNet source; CLS alone on new classes and
+    cross-dataset targets);
   - recipe (configs): AdamW, lr 1e-3, cosine, one constant warmup epoch at 1e-5, 10 epochs
     (5 for ImageNet), batch 4, RRCROP_SCALE (0.5, 1), PREC amp;
   - ROLE_MAP auto: Concept Entropy on the run's training images (at most AUTO_MAX_IMAGES),
@@ -47,18 +48,17 @@ from trainers.common import ClipTrainer, accuracy
 from trainers.dear.auto import auto_role_map
 from trainers.dear.masks import MASK_MODES, role_masks
 from trainers.dear.model import FUSIONS, DeARCLIP, DeAROutput, DeARSettings
+from trainers.representation import scores_fused
 from trainers.templates import class_prompts
 
-EVAL_ON = ("auto", "source", "target")
 ROLE_MAP_COPY = "role_map.json"
 
 
-def fused_at_eval(fusion: str, eval_on: str, subsample: str) -> bool:
-    """Whether evaluation uses the fused logits (else the CLS path alone)."""
+def fused_at_eval(fusion: str, task: str, subsample: str, dataset: str) -> bool:
+    """Whether evaluation uses the fused logits (else the CLS path alone); mmrl: MMRL's rule."""
     if fusion != "mmrl":
         return fusion == "learned"
-    target = eval_on == "target" or (eval_on == "auto" and subsample == "new")
-    return not target
+    return scores_fused(task, subsample, dataset)
 
 
 def deep_layers(clip: ClipBackbone, j: int, text_j: int) -> tuple[int, int]:
@@ -110,7 +110,6 @@ class DeAR(ClipTrainer):
         "ATTR_TOKENS": True,
         "MASK": "role",  # role | generalization (only Generalization heads masked) | none
         "FUSION": "learned",  # learned | cls | mmrl
-        "EVAL_ON": "auto",  # mmrl fusion: auto | source (fused) | target (CLS only)
         "FUSION_CLS_INIT": 0.7,
         "LAMBDA_REG": 1.0,
         "LAMBDA_FUSION": 0.1,
@@ -127,19 +126,16 @@ class DeAR(ClipTrainer):
 
     @classmethod
     def sweep_opts(cls, step: str, dataset: str, model_dir: str) -> list[str]:
-        """As scripts/dear/*_test.sh: evaluations use the role map the model was trained with, and
-        cross-dataset targets (unseen classes) are scored with EVAL_ON target."""
+        """As scripts/dear/*.sh: evaluations use the role map the model was trained with, and the
+        cross-dataset and few-shot runs name their TASK (FUSION mmrl scores by it)."""
         role_map = ["TRAINER.DEAR.ROLE_MAP", f"{model_dir}/role_map.json"]
-        if step == "base2new_test":
-            return role_map
-        if step == "xd_test":
-            return ["TRAINER.DEAR.EVAL_ON", "target", *role_map]
-        return []
+        task = {"xd_train": ["TASK", "CD"], "xd_test": ["TASK", "CD"], "few_shot": ["TASK", "FS"]}.get(step, [])
+        return task + role_map if step.endswith("_test") else task
 
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
         c = cfg.TRAINER.DEAR
-        for key, value, choices in (("FUSION", c.FUSION, FUSIONS), ("MASK", c.MASK, MASK_MODES), ("EVAL_ON", c.EVAL_ON, EVAL_ON),
+        for key, value, choices in (("FUSION", c.FUSION, FUSIONS), ("MASK", c.MASK, MASK_MODES),
                                     ("AUTO_THRESHOLDS", c.AUTO_THRESHOLDS, THRESHOLD_MODES),
                                     ("AUTO_WEIGHTING", c.AUTO_WEIGHTING, WEIGHTINGS)):
             if value not in choices:
@@ -168,7 +164,8 @@ class DeAR(ClipTrainer):
         prompts = class_prompts(cfg.DATASET.NAME, self.dm.dataset.classnames)
         print(f"Prompts: {prompts[:3]}{' ...' if len(prompts) > 3 else ''}")
         self.model = DeARCLIP(clip, prompts, settings, self.masks_for(clip, self.role_map))
-        self.model.eval_fused = settings.paths > 1 and fused_at_eval(c.FUSION, c.EVAL_ON, cfg.DATASET.SUBSAMPLE_CLASSES)
+        self.model.eval_fused = settings.paths > 1 and fused_at_eval(
+            c.FUSION, cfg.TASK, cfg.DATASET.SUBSAMPLE_CLASSES, cfg.DATASET.NAME)
         print(f"Evaluation logits: {'fused paths' if self.model.eval_fused else 'CLS path only'}")
         self.load_init_weights(self.model)
         counts = learnable_counts(self.model)
