@@ -140,24 +140,34 @@ class MMRLCLIP(TextClassifier):
                            eot_shift=s.n_tokens)
         return self.clip.forward_text(self.text_prefix(), self.eot_index, hooks, start_layer=s.layers[0]).features
 
-    def image_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Class features (frozen projection) and representation features, [B, embed_dim] each."""
+    def image_prefix(self, images: Tensor) -> Tensor:
+        """The frozen image states entering the first representation layer: the same for the
+        prompted pass and frozen CLIP's, so a training step computes them once."""
+        with torch.no_grad():
+            return self.clip.image_prefix(images.to(self.clip.dtype), self.settings.layers[0])
+
+    def image_features(self, images: Tensor, prefix: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Class features (frozen projection) and representation features, [B, embed_dim] each;
+        from `image_prefix(images)` when given."""
         s = self.settings
         hooks = TowerHooks(before_block=token_hook(self.representation.vision(), s.layers, 1, s.beta))
-        out = self.clip.forward_image(images.to(self.clip.dtype), hooks)
+        if prefix is None:
+            out = self.clip.forward_image(images.to(self.clip.dtype), hooks)
+        else:
+            out = self.clip.forward_image_from(prefix, s.layers[0], hooks)
         return out.features, representation_features(self.clip, out.tokens, 1, s.n_tokens, self.projection())
 
     # ---- logits ------------------------------------------------------------------------
-    def outputs(self, images: Tensor, text: Tensor) -> MMRLOutput:
-        cls, rep = self.image_features(images)
+    def outputs(self, images: Tensor, text: Tensor, prefix: Tensor | None = None) -> MMRLOutput:
+        cls, rep = self.image_features(images, prefix)
         scale = self.clip.logit_scale.exp()
         image, rep = F.normalize(cls.float(), dim=-1), F.normalize(rep.float(), dim=-1)
         logits, logits_rep = scale * image @ text.t(), scale * rep @ text.t()
         alpha = self.settings.alpha
         return MMRLOutput(logits, logits_rep, alpha * logits + (1 - alpha) * logits_rep, image, text)
 
-    def forward_train(self, images: Tensor) -> MMRLOutput:
-        return self.outputs(images, F.normalize(self.text_features().float(), dim=-1))
+    def forward_train(self, images: Tensor, prefix: Tensor | None = None) -> MMRLOutput:
+        return self.outputs(images, F.normalize(self.text_features().float(), dim=-1), prefix)
 
     def forward(self, images: Tensor) -> Tensor:
         """Evaluation logits: fused, or the class-feature logits alone (`eval_fused`, from TASK)."""
@@ -167,14 +177,17 @@ class MMRLCLIP(TextClassifier):
 
     # ---- frozen CLIP -------------------------------------------------------------------
     @torch.no_grad()
-    def frozen_features(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Frozen CLIP's image features of `images` and text features of the hand-written prompts,
-        the regularisers' targets: the backbone without hooks. The text side is encoded once,
-        outside autocast (the official encodes it in fp32 at build time)."""
+    def frozen_features(self, images: Tensor, prefix: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Frozen CLIP's image features of `images` (from `image_prefix(images)` when given) and
+        text features of the hand-written prompts, the regularisers' targets: the backbone without
+        hooks. The text side is encoded once, outside autocast (the official encodes it in fp32 at
+        build time)."""
         if self.frozen_text is None:
             with torch.autocast(self.clip.device.type, enabled=False):
                 self.frozen_text = self.clip.encode_text(self.ids).float()
-        return self.clip.encode_image(images.to(self.clip.dtype)), self.frozen_text
+        if prefix is None:
+            return self.clip.encode_image(images.to(self.clip.dtype)), self.frozen_text
+        return self.clip.forward_image_from(prefix, self.settings.layers[0]).features, self.frozen_text
 
 
 def mmrl_loss(out: MMRLOutput, labels: Tensor, frozen_image: Tensor, frozen_text: Tensor,
@@ -284,13 +297,20 @@ class MMRL(ClipTrainer):
         optim = build_optimizer(self.model, cfg.OPTIM)
         self.register_model(self.CONFIG_NODE.lower(), self.model, optim, build_lr_scheduler(optim, cfg.OPTIM))
 
-    def forward_backward(self, batch: dict) -> dict:
-        images, labels = self.parse_batch_train(batch)
+    def training_losses(self, images: Tensor, labels: Tensor, share_prefix: bool = True) -> tuple[MMRLOutput, dict]:
+        """The step's outputs and losses. With `share_prefix`, the frozen image states below the
+        first representation layer are computed once for both passes (the same numbers as two
+        full passes: tests/test_prefix_sharing.py)."""
         c = self.cfg.TRAINER[self.CONFIG_NODE]
         with self.autocast():
-            frozen_image, frozen_text = self.model.frozen_features(images)  # frozen CLIP: the regularisers' targets
-            out = self.model.forward_train(images)
-            losses = mmrl_loss(out, labels, frozen_image, frozen_text, c.ALPHA, c.REG_WEIGHT)
+            prefix = self.model.image_prefix(images) if share_prefix else None
+            frozen_image, frozen_text = self.model.frozen_features(images, prefix)  # the regularisers' targets
+            out = self.model.forward_train(images, prefix)
+            return out, mmrl_loss(out, labels, frozen_image, frozen_text, c.ALPHA, c.REG_WEIGHT)
+
+    def forward_backward(self, batch: dict) -> dict:
+        images, labels = self.parse_batch_train(batch)
+        out, losses = self.training_losses(images, labels)
         self.model_backward_and_update(losses["loss"])
         summary = {k: v.item() for k, v in losses.items()}
         summary["acc"] = accuracy(out.logits_fused, labels)
