@@ -147,4 +147,4 @@ def entropy_bits(p: dict[str, float], n_concepts: int) -> float:
     """H = -sum p log2 p; a head with no explained variance gets the maximum, log2(n_concepts)."""
     if not p:
         return math.log2(n_concepts)
-    return -sum(v * math.log2(v) for v in p.values() if v > 0)
+    return max(0.0, -sum(v * math.log2(v) for v in p.values() if v > 0))  # never -0.0

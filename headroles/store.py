@@ -28,7 +28,7 @@ from engine.locks import locked
 from headroles.analysis import AnalysisSettings, run_analysis
 from headroles.images import clip_transform, image_list_digest
 from headroles.pool import read_pool
-from headroles.report import save_role_map, summary
+from headroles.report import save_role_map
 
 FORMAT = 1  # bump when the analysis code changes what it computes from the same inputs
 TRANSFORM = "clip_transform: bicubic resize, centre crop, OpenAI mean/std"
@@ -94,6 +94,5 @@ def cached_analysis(clip: ClipBackbone, inp: AnalysisInput, batch_size: int = 64
         payload = run_analysis(clip, list(inp.images), clip_transform(clip.image_size), read_pool(inp.pool),
                                inp.settings, batch_size)
         save_role_map({**payload, "cache_key": key}, path)
-        print(summary(payload))
     return path
 

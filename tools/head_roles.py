@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backbone", required=True, help="MODEL.BACKBONE.NAME, e.g. ViT-B/16 or tiny-attr")
     p.add_argument("--random-init", action="store_true", help="random weights (smoke tests only; not cached)")
     p.add_argument("--images", required=True, help="a dataset config (configs/datasets/*.yaml, with --root) or an image folder")
-    p.add_argument("--root", default="", help="DATA folder for a dataset config")
+    p.add_argument("--root", default=os.environ.get("DATA", "data"),
+                   help="DATA folder for a dataset config (default: $DATA, else ./data, as the scripts)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"),
                    help="split of a dataset config (default test: ImageNet's validation images, as TextSpan)")
     p.add_argument("--subsample", default="all", choices=("all", "base", "new"))
