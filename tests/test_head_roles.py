@@ -14,6 +14,7 @@ from PIL import Image
 
 from backbone import ClipBackbone, load_clip
 from engine.cache import sha256_file
+from engine.errors import UsageError
 from headroles.concepts import distribution, entropy_bits, hdbscan_concepts, label_concepts, nearest_attributes
 from headroles.pool import TextPool, read_pool
 from headroles.rolemap import read_role_map
@@ -232,8 +233,11 @@ def test_pool_and_cli_errors_are_explained(tmp_path):
     plain.write_text("a red thing\na square\n")
     with pytest.raises(ValueError, match="has no concept labels.*--cluster hdbscan"):
         label_concepts(read_pool(plain))
-    with pytest.raises(ValueError, match="is a dataset config: pass --root"):
-        tool.main(["--backbone", "tiny-test", "--random-init", "--images", "configs/datasets/dtd.yaml", "--out", "x.json"])
+    with pytest.raises(FileNotFoundError, match=f"DescribableTextures: dataset folder {tmp_path}/dtd does not exist"):
+        tool.main(["--backbone", "tiny-test", "--random-init", "--images", "configs/datasets/dtd.yaml", "--root",
+                   str(tmp_path), "--out", "x.json"])
+    with pytest.raises(UsageError, match="--no-cache and --random-init analyses are not cached: pass --out FILE.json"):
+        tool.main(["--backbone", "tiny-test", "--random-init", "--images", str(tmp_path)])
     with pytest.raises(ValueError, match=r"layers are 1-based in 1..2, got \[3\]"):
         tool.main(["--backbone", "tiny-test", "--random-init", "--images", str(tmp_path), "--out", "x.json", "--layers", "2-3"])
     with pytest.raises(FileNotFoundError, match=r"No images \(.*\) under"):
