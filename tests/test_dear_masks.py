@@ -190,7 +190,7 @@ def test_role_map_errors_name_the_file_and_the_fix(tmp_path):
 
 
 def test_attr_attention_self_blocks_attribute_pairs_but_the_diagonal():
-    n_orig, L = 3, 6
+    n_orig = 3
     for role in (HeadRole(9, 0, "generalization"), HeadRole(9, 1, "attribute", "shape"), HeadRole(9, 2, "mixed")):
         open_ = head_blocked(role, ATTRS, n_orig, "role", "open")
         own = head_blocked(role, ATTRS, n_orig, "role", "self")
