@@ -11,8 +11,10 @@ import torch.nn.functional as F
 
 from backbone import load_clip
 from engine.errors import ConfigError
+from headroles.images import image_list_digest
 from headroles.rolemap import RoleMapError, parse_role_map, read_role_map
 from tests.minidata import make_caltech_like
+from tests.replica import IMAGENET_SAMPLE, Images, imagenet_tree
 from train import main, parse_args, setup_cfg
 from trainers.dear.masks import role_masks
 from trainers.dear.model import DeARCLIP, DeAROutput, DeARSettings
@@ -375,3 +377,14 @@ def test_global_map_without_its_images_says_how_to_fix(data_root, tmp_path, cach
     with pytest.raises(FileNotFoundError, match=r"(?s)ROLE_MAP global analyses the heads on TRAINER.DEAR.ANALYSIS_IMAGES="
                                                 r"configs/datasets/imagenet.yaml \(split test.*Fix: get ImageNet"):
         build(argv(data_root, tmp_path / "g", "global"))
+
+
+def test_global_default_analyses_imagenet_validation_images(tmp_path, cache, capsys):
+    """The default image set: ImageNet's validation images (CoOp's ImageNet test split), all of them."""
+    root = make_caltech_like(tmp_path / "data")
+    imagenet_tree(root, list(IMAGENET_SAMPLE)[:3], n_train=2, n_val=4, images=Images(tmp_path / "sources"))
+    build(argv(root, tmp_path / "run", "global", opts=(*TINY_ATTR, "TRAINER.DEAR.ANALYSIS_N_TEXTS", "4")))
+    assert "computing the head analysis of tiny-attr once on 12 images" in capsys.readouterr().out
+    payload = json.loads((tmp_path / "run" / "role_map.json").read_text())
+    val = sorted(str(p) for p in (root / "imagenet" / "images" / "val").rglob("*.JPEG"))
+    assert payload["cache_key"]["images"] == {"count": 12, "sha256": image_list_digest(val)}
