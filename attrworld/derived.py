@@ -27,6 +27,7 @@ import numpy as np
 from attrworld.render import render, shift_hue
 from attrworld.spec import ATTRIBUTES, sample_attributes
 from engine.data.base import Datum, save_split
+from engine.errors import DataError
 from engine.io import atomic_write_text
 
 IMAGE_DIR = "images"
@@ -128,7 +129,7 @@ def generate(spec: DerivedSpec, root: Path) -> Path:
     target = Path(root) / spec.dataset_dir
     if target.exists():
         if not is_complete(spec, target):
-            raise FileExistsError(f"{target} exists but lacks {spec.split_file} or {ATTRIBUTES_FILE}; "
+            raise DataError(f"{target} exists but lacks {spec.split_file} or {ATTRIBUTES_FILE}; "
                                   f"it was not made by attrworld (delete it to regenerate)")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from backbone.blocks import check_layers, run_blocks
 from backbone.hooks import TowerHooks, TowerOutput
+from engine.errors import BackboneError
 
 _NO_HOOKS = TowerHooks()
 Tokenizer = Callable[..., Tensor]
@@ -29,7 +30,7 @@ class ClipBackbone(nn.Module):
     def __init__(self, model: CLIP, tokenizer: Tokenizer | None, name: str = ""):
         super().__init__()
         if not isinstance(model, CLIP):
-            raise TypeError(
+            raise BackboneError(
                 f"ClipBackbone needs an open_clip CLIP with the built-in text transformer, got {type(model).__name__}"
             )
         self.model = model
@@ -164,12 +165,12 @@ class ClipBackbone(nn.Module):
     def _vit(self) -> VisionTransformer:
         visual = self.model.visual
         if not self.is_vit:
-            raise TypeError(
+            raise BackboneError(
                 f"{type(visual).__name__} image towers support encode_image without hooks only; "
                 "token access and hooks need a ViT backbone (e.g. ViT-B/16)"
             )
         if visual.attn_pool is not None or visual.pool_type != "tok":
-            raise TypeError("ClipBackbone's ViT path needs class-token pooling without an attentional pooler")
+            raise BackboneError("ClipBackbone's ViT path needs class-token pooling without an attentional pooler")
         return visual
 
     def _patch_embeddings(self, images: Tensor) -> Tensor:

@@ -25,8 +25,9 @@ from open_clip.tokenizer import SimpleTokenizer
 from backbone import model_configs
 from backbone.clip import ClipBackbone, Tokenizer
 from backbone.precision import cast_model, norm_cast_dtype, resolve_dtype
-from backbone.sources import pretrained_file, read_state_dict
+from backbone.sources import META_KEYS, pretrained_file, read_state_dict
 from engine.cache import file_digest
+from engine.errors import BackboneError, ConfigError, DataError, MissingFileError
 from engine.registry import did_you_mean
 
 COOP_ARCHS = {
@@ -87,20 +88,20 @@ def _resolve(name: str, pretrained: bool) -> tuple[str, str, Callable[[], str] |
         return "arch", arch, _arch_source(arch, source) if pretrained else None
     if os.path.isfile(name):
         if not pretrained:
-            raise ValueError(f"{name} is a weights file but pretrained=False; name an architecture for a random init")
+            raise ConfigError(f"{name} is a weights file but pretrained=False; name an architecture for a random init")
         return "file", name, lambda: name
     if name in list_models():
         if not pretrained:
             return "arch", name, None
         tags = list_pretrained_tags_by_model(name)
-        raise ValueError(
+        raise ConfigError(
             f"open_clip architecture {name!r} needs weights: use '{name}:TAG' (tags: {', '.join(tags) or 'none'}) "
             f"or '{name}:/path/to/state_dict.pt', or pretrained=False for a random init"
         )
     if Path(name).suffix in _WEIGHT_SUFFIXES:
-        raise FileNotFoundError(f"No weights file {name}")
-    raise ValueError(
-        f"Unknown CLIP backbone {name!r}.{did_you_mean(name, [*COOP_ARCHS, *model_configs.repo_config_names(), *list_models()])} "
+        raise MissingFileError(f"MODEL.BACKBONE.NAME: no weights file {name}")
+    raise ConfigError(
+        f"MODEL.BACKBONE.NAME: unknown CLIP backbone {name!r}.{did_you_mean(name, [*COOP_ARCHS, *model_configs.repo_config_names(), *list_models()])} "
         f"Valid names: CoOp/OpenAI {', '.join(COOP_ARCHS)}; repo configs {', '.join(model_configs.repo_config_names())}; "
         "any open_clip architecture as 'ARCH:TAG' (e.g. 'ViT-B-16:laion2b_s34b_b88k'; see open_clip.list_pretrained()) "
         "or 'ARCH:/path/to/state_dict.pt'; or the path of an OpenAI checkpoint file"
@@ -122,7 +123,7 @@ def _arch_source(arch: str, source: str) -> Callable[[], str]:
     if os.path.isfile(source):
         return lambda: source
     tags = list_pretrained_tags_by_model(arch)
-    raise ValueError(
+    raise ConfigError(
         f"{source!r} is neither a pretrained tag of {arch} nor an existing file.{did_you_mean(source, tags)} "
         f"Tags: {', '.join(tags) or 'none'}"
     )
@@ -133,7 +134,7 @@ def _arch(arch: str, cast: torch.dtype | None, weights: Callable[[], str] | None
     (looked up before the model is built, so a missing file fails fast)."""
     cfg = get_model_config(arch)
     if cfg.get("custom_text") or "multimodal_cfg" in cfg or "timm_model_name" in cfg["vision_cfg"]:
-        raise ValueError(f"{arch} is not an OpenAI-style CLIP (custom text/timm tower); ClipBackbone cannot open it")
+        raise BackboneError(f"{arch} is not an OpenAI-style CLIP (custom text/timm tower); ClipBackbone cannot open it")
     path = weights() if weights is not None else None
     model = CLIP(**cfg, cast_dtype=cast)
     if path is not None:
@@ -144,7 +145,7 @@ def _arch(arch: str, cast: torch.dtype | None, weights: Callable[[], str] | None
 def _repo_weights(name: str) -> Path:
     path = model_configs.WEIGHTS_DIR / f"{name}.pt"
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"No weights for repo model {name!r}: expected a state dict at {path}. Train the model and "
             f"torch.save its state_dict() there (tools/pretrain_tiny_clip.py does this for tiny-attr), "
             "or set pretrained=False (MODEL.BACKBONE.PRETRAINED False) for a random init"
@@ -162,15 +163,48 @@ def _repo(name: str, weights: Callable[[], str] | None, cast: torch.dtype | None
 
 
 def _openai_file(path: str, cast: torch.dtype | None) -> tuple[CLIP, Tokenizer]:
-    state = read_state_dict(path)
+    return _openai_state(read_state_dict(path), cast, path)
+
+
+def _openai_state(state: dict[str, torch.Tensor], cast: torch.dtype | None, source: str) -> tuple[CLIP, Tokenizer]:
     if "text_projection" not in state or not ("visual.proj" in state or "visual.attnpool.c_proj.weight" in state):
-        raise ValueError(
-            f"{path} is not an OpenAI-format CLIP checkpoint, so its architecture cannot be inferred; "
+        raise DataError(
+            f"{source} is not an OpenAI-format CLIP checkpoint, so its architecture cannot be inferred; "
             "load it as 'ARCH:/path' with its open_clip architecture"
         )
     model = build_model_from_openai_state_dict(dict(state), cast_dtype=cast).float()
-    _load(model, state, path)  # again: open_clip loads into fp16 weights, which would round fp32 files
+    _load(model, dict(state), source)  # again: open_clip loads into fp16 weights, which would round fp32 files
     return model, SimpleTokenizer(context_length=model.context_length)
+
+
+def repo_config_of(state: dict[str, torch.Tensor]) -> str | None:
+    """The repo config whose model has exactly these state-dict keys and shapes (e.g. the
+    tiny-attr weights file), else None. Candidates are built on the meta device: no memory."""
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    for name in model_configs.repo_config_names():
+        with torch.device("meta"):
+            candidate = model_configs.build_model(model_configs.read_config(name))
+        if {k: tuple(v.shape) for k, v in candidate.state_dict().items()} == shapes:
+            return name
+    return None
+
+
+def clip_from_state_dict(state: dict[str, torch.Tensor], dtype: torch.dtype, source: str = "the state dict") -> tuple[CLIP, Tokenizer]:
+    """The trainable open_clip CLIP (weights in `dtype`, as `cast_model` lays them out) that a
+    state dict describes: a repo config it matches key for key, else the architecture OpenAI's
+    build_model infers from an OpenAI-format state dict (heads = width / 64). For the OpenAI
+    `clip` layer, whose build_model takes a state dict (external/openai_clip.py)."""
+    state = {k: v for k, v in state.items() if k not in META_KEYS}
+    cast = norm_cast_dtype(dtype)
+    name = repo_config_of(state)
+    if name is None:
+        model, tokenizer = _openai_state(state, cast, source)
+    else:
+        config = model_configs.read_config(name)
+        model = model_configs.build_model(config, cast_dtype=cast)
+        _load(model, dict(state), f"{name} from {source}")
+        tokenizer = model_configs.build_tokenizer(config)
+    return cast_model(model, dtype), tokenizer
 
 
 def _load(model: CLIP, state: dict[str, torch.Tensor], what: str) -> None:
@@ -179,4 +213,4 @@ def _load(model: CLIP, state: dict[str, torch.Tensor], what: str) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"Weights do not fit {what}: {e}") from e
+        raise DataError(f"Weights do not fit {what}: {e}") from e

@@ -17,6 +17,7 @@ import torch
 from open_clip.model import convert_weights_to_lp
 from torch import nn
 
+from engine.errors import ConfigError
 from engine.registry import did_you_mean
 
 PRECS = ("fp16", "fp32", "amp")
@@ -29,7 +30,7 @@ def _device_type(device: str | torch.device) -> str:
 
 def check_prec(prec: str) -> str:
     if prec not in PRECS:
-        raise ValueError(f"Unknown PREC {prec!r}.{did_you_mean(prec, PRECS)} Choose one of {', '.join(PRECS)}")
+        raise ConfigError(f"Unknown PREC {prec!r}.{did_you_mean(prec, PRECS)} Choose one of {', '.join(PRECS)}")
     return prec
 
 
@@ -56,7 +57,7 @@ def resolve_dtype(precision: str | torch.dtype, device: str | torch.device) -> t
     if precision in _DTYPE_NAMES:
         return getattr(torch, precision)
     choices = PRECS + _DTYPE_NAMES
-    raise ValueError(
+    raise ConfigError(
         f"Unknown precision {precision!r}.{did_you_mean(precision, choices)} "
         f"Use a PREC ({', '.join(PRECS)}) or a dtype name ({', '.join(_DTYPE_NAMES)})"
     )

@@ -21,7 +21,9 @@ from huggingface_hub import constants, hf_hub_download
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
-_META_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+from engine.errors import DataError, MissingFileError
+
+META_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
@@ -88,7 +90,7 @@ def pretrained_file(arch: str, tag: str, label: str | None = None) -> str:
     if reason is None and not host_reachable(probe):
         reason = f"{urlparse(probe).hostname} is unreachable"
     if reason:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"No local weights for {label or f'{arch}:{tag}'} and {reason}. Put them in " + ", or ".join(places) + "."
         )
     return download_pretrained(cfg)
@@ -116,7 +118,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
+        raise DataError(f"{path} holds a {type(state).__name__}, not a state dict")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
-    return {k: v for k, v in state.items() if k not in _META_KEYS}
+    return {k: v for k, v in state.items() if k not in META_KEYS}

@@ -6,6 +6,7 @@ from datasets import (  # noqa: F401
     eurosat,
     fgvc_aircraft,
     food101,
+    image_folder,
     imagenet,
     imagenet_a,
     imagenet_r,

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
@@ -23,6 +22,8 @@ from engine.data.base import (
     list_visible,
     require_dir,
 )
+from engine.errors import DataError, MissingFileError, UnknownNameError
+from engine.io import read_json as read_json_file
 
 T = TypeVar("T")
 
@@ -41,7 +42,7 @@ def require_paths(root: Path, relative: Iterable[str], dataset: str) -> None:
     """Every path (relative to the dataset folder) must exist; names all missing ones."""
     missing = [str(root / p) for p in relative if not (root / p).exists()]
     if missing:
-        raise FileNotFoundError(f"{dataset}: missing {', '.join(missing)}. {layout_hint(dataset)}")
+        raise MissingFileError(f"{dataset}: missing {', '.join(missing)}. {layout_hint(dataset)}")
 
 
 def parse_lines(path: Path, dataset: str, parse: Callable[[str], T]) -> list[T]:
@@ -56,7 +57,7 @@ def parse_lines(path: Path, dataset: str, parse: Callable[[str], T]) -> list[T]:
             try:
                 out.append(parse(line))
             except (ValueError, KeyError, IndexError) as e:
-                raise ValueError(f"{dataset}: cannot read line {number} of {path}: {line!r} ({e!r})") from e
+                raise DataError(f"{dataset}: cannot read line {number} of {path}: {line!r} ({e!r})") from e
     return out
 
 
@@ -66,8 +67,7 @@ def read_lines(path: Path, dataset: str) -> list[str]:
 
 def read_json(path: Path, dataset: str):
     require_paths(path.parent, [path.name], dataset)
-    with open(path) as f:
-        return json.load(f)
+    return read_json_file(path, f"Replace it with the original file ({layout_hint(dataset)})")
 
 
 def load_mat(path: Path, dataset: str, split_file: str):
@@ -94,7 +94,7 @@ def class_folder_items(image_dir: Path, dataset: str, ignored: Iterable[str] = (
     require_paths(image_dir.parent, [image_dir.name], dataset)
     items = items_from_class_folders(image_dir, ignored, rename)
     if not items:
-        raise FileNotFoundError(f"{dataset}: no images in class folders under {image_dir}. {layout_hint(dataset)}")
+        raise MissingFileError(f"{dataset}: no images in class folders under {image_dir}. {layout_hint(dataset)}")
     return items
 
 
@@ -140,7 +140,7 @@ def read_classnames_file(path: Path, dataset: str) -> dict[str, str]:
     pairs = parse_lines(path, dataset, lambda line: tuple(line.split(" ", 1)))
     bad = [p for p in pairs if len(p) != 2]
     if bad:
-        raise ValueError(f"{dataset}: {path} has lines without a class name after the wnid, e.g. {bad[0][0]!r}")
+        raise DataError(f"{dataset}: {path} has lines without a class name after the wnid, e.g. {bad[0][0]!r}")
     return {wnid: classname.strip() for wnid, classname in pairs}
 
 
@@ -164,7 +164,7 @@ def imagenet_classnames(dataset_root: Path, data_root: Path, dataset: str, folde
         wnids = list(ImageNetInfo().label_names())
     except ImportError:
         if folders is None or len(folders) != NUM_IMAGENET_CLASSES:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{dataset}: no {CLASSNAMES_FILE} in {dataset_root} or {data_root / 'imagenet'}, and the "
                 f"ImageNet wnid list (from timm) is unavailable. Fetch it with: "
                 f"python tools/download_splits.py --root <DATA> --dataset {dataset}"
@@ -180,12 +180,12 @@ def imagenet_classnames(dataset_root: Path, data_root: Path, dataset: str, folde
 def check_wnid_folders(folders: list[str], names: dict[str, str], image_dir: Path, dataset: str) -> None:
     unknown = [f for f in folders if f not in names]
     if unknown:
-        raise ValueError(
+        raise DataError(
             f"{dataset}: {len(unknown)} folders in {image_dir} are not ImageNet wnids with a class name, "
             f"e.g. {unknown[:3]}. Remove them, or fix {CLASSNAMES_FILE}. {layout_hint(dataset)}"
         )
     if not folders:
-        raise FileNotFoundError(f"{dataset}: no class folders in {image_dir}. {layout_hint(dataset)}")
+        raise MissingFileError(f"{dataset}: no class folders in {image_dir}. {layout_hint(dataset)}")
 
 
 class ImageNetVariant(DiskDataset):
@@ -222,6 +222,6 @@ def resolve_dataset_names(names: Iterable[str], known: Iterable[str]) -> list[st
         if n.lower() not in aliases:
             from engine.registry import did_you_mean
 
-            raise KeyError(f"Unknown dataset {n!r}.{did_you_mean(n, known)} Known: {', '.join(known)}")
+            raise UnknownNameError(f"Unknown dataset {n!r}.{did_you_mean(n, known)} Known: {', '.join(known)}")
         out.append(aliases[n.lower()])
     return out

@@ -3,6 +3,7 @@ import os
 
 from datasets.common import DiskDataset, check_wnid_folders, class_dirs, imagenet_classnames, layout_hint
 from engine.data.base import DATASET_REGISTRY, Datum, list_visible
+from engine.errors import DataError
 from engine.io import atomic_write_text
 
 CACHE_FORMAT = 1
@@ -28,7 +29,7 @@ class ImageNet(DiskDataset):
         if sorted(listing["val"]) != wnids:
             only_train = sorted(set(wnids) - set(listing["val"]))
             only_val = sorted(set(listing["val"]) - set(wnids))
-            raise ValueError(
+            raise DataError(
                 f"ImageNet: images/train and images/val must hold the same class folders; only in train: "
                 f"{only_train[:3]}, only in val: {only_val[:3]} (under {self.images}). {layout_hint('ImageNet')}"
             )

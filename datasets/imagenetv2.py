@@ -1,5 +1,6 @@
 from datasets.common import NUM_IMAGENET_CLASSES, DiskDataset, class_dirs, imagenet_classnames, layout_hint
 from engine.data.base import DATASET_REGISTRY, Datum, list_visible
+from engine.errors import DataError, MissingFileError
 
 
 @DATASET_REGISTRY.register()
@@ -16,17 +17,17 @@ class ImageNetV2(DiskDataset):
         if sorted(folders) != sorted(expected):
             missing = sorted(set(expected) - set(folders), key=int)
             extra = sorted(set(folders) - set(expected))
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"ImageNetV2: {self.images} must hold the folders 0..999; missing {missing[:5]} "
                 f"({len(missing)} in all), unexpected {extra[:5]}. {layout_hint('ImageNetV2')}"
             )
         classnames = list(imagenet_classnames(self.root, self.data_root, "ImageNetV2").values())
         if len(classnames) != NUM_IMAGENET_CLASSES:
-            raise ValueError(f"ImageNetV2: expected {NUM_IMAGENET_CLASSES} class names, found {len(classnames)}")
+            raise DataError(f"ImageNetV2: expected {NUM_IMAGENET_CLASSES} class names, found {len(classnames)}")
         data = []
         for label, folder in enumerate(expected):
             names = list_visible(self.images / folder)
             if not names:
-                raise FileNotFoundError(f"ImageNetV2: {self.images / folder} is empty. {layout_hint('ImageNetV2')}")
+                raise MissingFileError(f"ImageNetV2: {self.images / folder} is empty. {layout_hint('ImageNetV2')}")
             data += [Datum(str(self.images / folder / name), label, 0, classnames[label]) for name in names]
         return data, None, data

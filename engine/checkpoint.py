@@ -1,19 +1,49 @@
-"""Checkpoints of learnable tensors only, in Dassl's file layout.
+"""Checkpoints of learnable tensors only, in Dassl's file layout, that cannot run code.
 
 `OUT/<model_name>/model.pth.tar-<E>` plus a `checkpoint` file naming the newest one, as
 Dassl writes them. Frozen backbone weights are never stored: a CoOp checkpoint is the
 size of its context vectors, not of CLIP.
+
+Files hold tensors and plain Python data only and are read with `weights_only=True`: a
+crafted file that would run code when unpickled is refused, not loaded. A save is
+serialised in memory and written atomically, so a full disk is a plain OSError naming the
+file and a kill mid-write leaves the previous files intact.
 """
 from __future__ import annotations
 
+import io
+import pickle
+import re
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
-from engine.io import atomic_write, atomic_write_text
+from engine.errors import CheckpointError, MissingFileError
+from engine.io import atomic_write_bytes, atomic_write_text
 
 POINTER = "checkpoint"
+BEST = "model-best.pth.tar"
+EPOCH_FILE = re.compile(r"model\.pth\.tar-(\d+)")
+
+
+def epoch_file(epoch: int) -> str:
+    return f"model.pth.tar-{epoch}"
+
+
+class CheckpointDamagedError(CheckpointError):
+    """The file is truncated or corrupt (an interrupted copy, a full disk, a bad sector)."""
+
+
+def _legacy_globals() -> list:
+    """What the checkpoints of earlier versions need beyond plain data: their NumPy RNG state
+    (a uint32 array) and torch's version string class. Array reconstruction only; every object
+    inside still goes through the restricted unpickler."""
+    multiarray = getattr(np, "_core", None) or np.core
+    uint32 = type(np.dtype(np.uint32))  # numpy.dtypes.UInt32DType on NumPy >= 1.25, else numpy.dtype
+    return [multiarray.multiarray._reconstruct, np.ndarray, np.dtype, uint32, torch.torch_version.TorchVersion]
 
 
 def learnable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -30,21 +60,31 @@ def load_learnable_state(model: nn.Module, state: dict[str, torch.Tensor], sourc
     expected = set(learnable_state(model))
     got = set(state)
     if expected != got:
-        raise RuntimeError(
+        raise CheckpointError(
             f"Checkpoint {source} does not match this model: missing {sorted(expected - got)[:5]}, "
             f"unexpected {sorted(got - expected)[:5]}. Was it trained with another trainer or config?"
         )
     current = model.state_dict()
     for k, v in state.items():
         if current[k].shape != v.shape:
-            raise RuntimeError(f"Checkpoint {source}: {k} has shape {tuple(v.shape)}, model expects {tuple(current[k].shape)}")
+            raise CheckpointError(
+                f"Checkpoint {source}: {k} has shape {tuple(v.shape)}, model expects {tuple(current[k].shape)}. "
+                "Was it trained with another config (e.g. another number of context tokens)?"
+            )
     model.load_state_dict(state, strict=False)
 
 
+def save_tensors(payload: dict, path: Path | str) -> None:
+    """torch.save serialised in memory, then written atomically (temp file + rename): a full disk
+    is an OSError naming the file, and a kill mid-write leaves the earlier file intact."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def save_checkpoint(payload: dict, model_dir: Path, filename: str, update_pointer: bool = True) -> Path:
-    """Atomic save (temp file + rename) so a kill never leaves a half-written checkpoint."""
     path = Path(model_dir) / filename
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    save_tensors(payload, path)
     if update_pointer:
         atomic_write_text(Path(model_dir) / POINTER, filename + "\n")
     print(f"Checkpoint saved to {path}")
@@ -52,14 +92,90 @@ def save_checkpoint(payload: dict, model_dir: Path, filename: str, update_pointe
 
 
 def latest_checkpoint(model_dir: Path) -> Path | None:
+    """The file the `checkpoint` pointer names; a pointer naming anything but a file in its own
+    folder is refused (it could point the loader anywhere on disk)."""
     pointer = Path(model_dir) / POINTER
     if not pointer.is_file():
         return None
-    path = Path(model_dir) / pointer.read_text().strip()
+    name = pointer.read_text().strip()
+    if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise CheckpointError(
+            f"{pointer} names {name!r}, which is not a file in its own folder; refusing to follow it. "
+            f"Write the name of the newest checkpoint there (e.g. model.pth.tar-10) or delete {pointer}"
+        )
+    path = Path(model_dir) / name
     return path if path.is_file() else None
 
 
-def load_checkpoint(path: Path) -> dict:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f'Model not found at "{path}"')
-    return torch.load(path, map_location="cpu", weights_only=False)
+def epoch_checkpoints(model_dir: Path) -> dict[int, Path]:
+    """Epoch -> `model.pth.tar-<epoch>` in a model folder."""
+    found = {}
+    for path in Path(model_dir).glob("model.pth.tar-*"):
+        match = EPOCH_FILE.fullmatch(path.name)
+        if match and path.is_file():
+            found[int(match.group(1))] = path
+    return found
+
+
+def model_folders(directory: Path | str) -> list[Path]:
+    """Sub-folders of a run folder that hold checkpoints (one per registered model)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_dir() and (
+        (p / POINTER).is_file() or (p / BEST).is_file() or bool(epoch_checkpoints(p))))
+
+
+def resolve_model_file(model_dir: Path, epoch: int | None) -> Path:
+    """The file an evaluation loads from one model folder: epoch N, else model-best, else the
+    newest (Dassl's rule)."""
+    if epoch is not None:
+        return model_dir / epoch_file(epoch)
+    if (model_dir / BEST).is_file():
+        return model_dir / BEST
+    return latest_checkpoint(model_dir) or model_dir / BEST
+
+
+def load_checkpoint(path: Path | str) -> dict:
+    """A checkpoint dict, read with weights_only=True.
+
+    Raises CheckpointError for a file holding Python objects (it would run code) and
+    CheckpointDamagedError for a truncated or corrupt file, each naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f'Model not found at "{path}"')
+    try:
+        with torch.serialization.safe_globals(_legacy_globals()):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):
+            found = re.search(r"GLOBAL (\S+)", str(e))
+            what = f" ({found.group(1)})" if found else ""
+            raise CheckpointError(
+                f"Refusing to load {path}: it holds Python objects{what}, not only tensors and plain data, "
+                "so unpickling it could run code. This toolbox never writes such files; if you trust "
+                "where it came from, re-save its tensors with torch.save({'state_dict': ...})"
+            ) from None
+        raise CheckpointDamagedError(f"Checkpoint {path} is damaged ({e}); it cannot be read") from None
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        reason = str(e).strip() or type(e).__name__
+        raise CheckpointDamagedError(
+            f"Checkpoint {path} is damaged (truncated or corrupt: {reason}); it cannot be read"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a checkpoint of this toolbox (no 'state_dict' entry)")
+    return ckpt
+
+
+def load_tensors(path: Path | str, what: str) -> dict:
+    """A side file of tensors and plain data (e.g. PromptSRC's GPA state), read safely."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"Refusing to load {what} {path}: it holds Python objects, not only tensors") from None
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise CheckpointDamagedError(f"{what} {path} is damaged ({str(e).strip() or type(e).__name__})") from None

@@ -5,11 +5,12 @@ Merge order (CoOp's train.py): defaults -> trainer nodes -> dataset yaml -> meth
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 from yacs.config import CfgNode as CN
 
+from engine.errors import ConfigError, MissingFileError, UserError
 from engine.registry import TRAINER_REGISTRY, did_you_mean
 
 
@@ -106,9 +107,17 @@ def add_trainer_nodes(cfg: CN) -> None:
             cfg.TRAINER[node] = CN(dict(cls.CONFIG))
 
 
+# Functions that add keys after the trainer nodes, for code that declares its keys elsewhere
+# than a trainer's CONFIG: a dataset's own node (datasets/image_folder.py) and, when train.py
+# runs trainer files written for Dassl, their `extend_cfg` or YAML defaults (external/).
+CONFIG_EXTENSIONS: list[Callable[[CN], None]] = []
+
+
 def get_cfg() -> CN:
     cfg = get_cfg_default()
     add_trainer_nodes(cfg)
+    for extend in CONFIG_EXTENSIONS:
+        extend(cfg)
     return cfg
 
 
@@ -122,11 +131,8 @@ def _flat_keys(node: CN, prefix: str = "") -> list[str]:
     return keys
 
 
-class ConfigKeyError(KeyError):
+class ConfigKeyError(UserError, KeyError):
     """Unknown config key; str() is the plain message (KeyError would quote it)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def _check_keys(node: CN, update: dict[str, Any], source: str, valid: list[str], prefix: str = "") -> None:
@@ -138,21 +144,49 @@ def _check_keys(node: CN, update: dict[str, Any], source: str, valid: list[str],
             _check_keys(node[key], value, source, valid, full + ".")
 
 
-def merge_file(cfg: CN, path: str) -> None:
+def read_yaml(path: str, flag: str = "") -> dict:
+    """A yaml config file as a dict; a missing file or a syntax error names the file (and the
+    flag that gave it) and the line."""
+    where = f" (given by {flag})" if flag else ""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise MissingFileError(f"Config file {path}{where} does not exist. Pick one under configs/ "
+                               "(e.g. configs/trainers/CoOp/vit_b16_ep50.yaml)") from None
+    except IsADirectoryError:
+        raise MissingFileError(f"Config file {path}{where} is a folder; give a .yaml file in it") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"Config file {path}{where} is not valid YAML{line}: {problem}. Fix that line") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path}{where} must hold KEY: VALUE mappings, not a {type(data).__name__}")
+    return data
+
+
+def merge_file(cfg: CN, path: str, flag: str = "") -> None:
     """Merge a yaml file, naming the file and the closest valid key on a typo."""
-    with open(path) as f:
-        update = yaml.safe_load(f) or {}
+    update = read_yaml(path, flag)
     _check_keys(cfg, update, path, _flat_keys(cfg))
-    cfg.merge_from_other_cfg(CN(update))
+    try:
+        cfg.merge_from_other_cfg(CN(update))
+    except (ValueError, AssertionError, KeyError) as e:
+        raise ConfigError(f"Config file {path}: {e}") from None
 
 
 def merge_list(cfg: CN, opts: Iterable[str], source: str = "the command line") -> None:
     """Merge trailing `KEY VALUE` pairs (yacs' merge_from_list) with friendly errors."""
     opts = list(opts)
     if len(opts) % 2:
-        raise ValueError(f"Options on {source} must be KEY VALUE pairs, got an odd count: {opts}")
+        raise ConfigError(f"Options on {source} must be KEY VALUE pairs, got an odd count: {opts}")
     valid = _flat_keys(cfg)
     for key in opts[0::2]:
         if key not in valid:
             raise ConfigKeyError(f"Unknown config key {key!r} on {source}.{did_you_mean(key, valid)}")
-    cfg.merge_from_list(opts)
+    for key, value in zip(opts[0::2], opts[1::2]):
+        try:
+            cfg.merge_from_list([key, value])
+        except (ValueError, AssertionError, KeyError) as e:
+            raise ConfigError(f"Config key {key} on {source}: cannot take {value!r} ({e})") from None

@@ -27,6 +27,14 @@ class ConfigError(UserError, ValueError):
     """A config key or value that cannot be what the user meant."""
 
 
+class UnknownNameError(UserError, KeyError):
+    """A name no registry has (a typo in --trainer, DATASET.NAME, ...)."""
+
+
+class BackboneError(UserError, TypeError):
+    """A backbone the method cannot open (e.g. a ResNet for a method that needs ViT tokens)."""
+
+
 class DataError(UserError, ValueError):
     """A dataset, split or cache file whose content is wrong."""
 

@@ -6,6 +6,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from engine.errors import DataError
 from engine.registry import EVALUATOR_REGISTRY
 
 
@@ -42,7 +43,7 @@ class Classification:
         y_pred = np.concatenate(self._y_pred) if self._y_pred else np.zeros(0, dtype=int)
         total = len(y_true)
         if total == 0:
-            raise RuntimeError("Evaluation saw no samples: the evaluated split is empty")
+            raise DataError("Evaluation saw no samples: the evaluated split is empty (check the split file and DATASET.SUBSAMPLE_CLASSES)")
         correct = int(np.sum(y_true == y_pred))
         acc = 100.0 * correct / total
         f1 = 100.0 * macro_f1(y_true, y_pred)

@@ -79,6 +79,21 @@ class FileLock:
         finally:
             os.close(fd)
 
+    def held_elsewhere(self) -> bool:
+        """Whether another process holds the lock now (probed with a shared lock, released at once,
+        so the holder record is left as it is)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the probe's lock
+        return False
+
     def release(self) -> None:
         """Clear the holder record and unlock. The file stays: deleting it would let a waiter
         lock a file that a third process has already replaced."""

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
+from engine.errors import ConfigError
 from engine.registry import did_you_mean
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -27,7 +28,7 @@ def build_optimizer(params: nn.Module | Iterable, optim_cfg) -> torch.optim.Opti
         params = [p for p in params.parameters() if p.requires_grad]
     params = list(params)
     if not params:
-        raise ValueError("build_optimizer got no trainable parameters")
+        raise ConfigError("build_optimizer got no trainable parameters: the config leaves nothing to learn")
     name, lr, wd = optim_cfg.NAME, optim_cfg.LR, optim_cfg.WEIGHT_DECAY
     if name == "sgd":
         return torch.optim.SGD(
@@ -39,7 +40,7 @@ def build_optimizer(params: nn.Module | Iterable, optim_cfg) -> torch.optim.Opti
         return torch.optim.Adam(params, lr=lr, weight_decay=wd, betas=betas)
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd, betas=betas)
-    raise ValueError(f"OPTIM.NAME: unknown optimizer {name!r}.{did_you_mean(name, OPTIMIZERS)} Supported: {OPTIMIZERS}")
+    raise ConfigError(f"OPTIM.NAME: unknown optimizer {name!r}.{did_you_mean(name, OPTIMIZERS)} Supported: {OPTIMIZERS}")
 
 
 class DasslLR(LRScheduler):
@@ -48,15 +49,15 @@ class DasslLR(LRScheduler):
     def __init__(self, optimizer: torch.optim.Optimizer, optim_cfg, last_epoch: int = -1):
         c = optim_cfg
         if c.LR_SCHEDULER not in SCHEDULERS:
-            raise ValueError(
+            raise ConfigError(
                 f"OPTIM.LR_SCHEDULER: unknown scheduler {c.LR_SCHEDULER!r}."
                 f"{did_you_mean(c.LR_SCHEDULER, SCHEDULERS)} Supported: {SCHEDULERS}"
             )
         if c.WARMUP_EPOCH > 0 and c.WARMUP_TYPE not in ("constant", "linear"):
-            raise ValueError(f"OPTIM.WARMUP_TYPE must be 'constant' or 'linear', got {c.WARMUP_TYPE!r}")
+            raise ConfigError(f"OPTIM.WARMUP_TYPE must be 'constant' or 'linear', got {c.WARMUP_TYPE!r}")
         stepsize = list(c.STEPSIZE) if isinstance(c.STEPSIZE, (list, tuple)) else [c.STEPSIZE]
         if c.LR_SCHEDULER in ("single_step", "multi_step") and stepsize[-1] <= 0:
-            raise ValueError(f"OPTIM.STEPSIZE must be positive for {c.LR_SCHEDULER}, got {c.STEPSIZE}")
+            raise ConfigError(f"OPTIM.STEPSIZE must be positive for {c.LR_SCHEDULER}, got {c.STEPSIZE}")
         self.kind = c.LR_SCHEDULER
         self.max_epoch = c.MAX_EPOCH
         self.stepsize = stepsize

@@ -4,6 +4,8 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Iterable, TypeVar
 
+from engine.errors import UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -24,10 +26,12 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Callable] = {}
 
-    def register(self, name: str | None = None) -> Callable[[T], T]:
+    def register(self, name: str | None = None, replace: bool = False) -> Callable[[T], T]:
+        """`replace` lets another object take a registered name (Dassl's `force`)."""
+
         def deco(obj: T) -> T:
             key = name or obj.__name__
-            if key in self._entries and self._entries[key] is not obj:
+            if key in self._entries and self._entries[key] is not obj and not replace:
                 raise KeyError(f"{self.kind} {key!r} is already registered by {self._entries[key]!r}")
             self._entries[key] = obj
             return obj
@@ -36,7 +40,7 @@ class Registry:
 
     def get(self, name: str) -> Callable:
         if name not in self._entries:
-            raise KeyError(
+            raise UnknownNameError(
                 f"Unknown {self.kind} {name!r}.{did_you_mean(name, self._entries)} "
                 f"Registered: {', '.join(sorted(self._entries))}"
             )

@@ -15,18 +15,17 @@ from torch import nn
 from tqdm import tqdm
 
 from engine.checkpoint import (
-    learnable_state, latest_checkpoint, load_checkpoint, load_learnable_state, save_checkpoint,
+    BEST, CheckpointDamagedError, epoch_checkpoints, epoch_file, latest_checkpoint, learnable_state,
+    load_checkpoint, load_learnable_state, resolve_model_file, save_checkpoint,
 )
 from engine.data.manager import DataManager
+from engine.errors import ConfigError, MissingFileError, RunMismatchError
 from engine.evaluator import build_evaluator
 from engine.logging import ResultsWriter
+from engine.run_identity import MODEL_FIELDS, differences, mismatch_message, run_manifest
 from engine.utils import AverageMeter, MetricMeter, rng_state, set_rng_state
 
-BEST = "model-best.pth.tar"
-
-
-def epoch_file(epoch: int) -> str:
-    return f"model.pth.tar-{epoch}"
+KEEP_EPOCHS = 2  # epoch checkpoints kept for resuming: the newest, and one to fall back to if it is damaged
 
 
 class TrainerX:
@@ -48,6 +47,9 @@ class TrainerX:
     # False for methods without learnable weights: sweeps evaluate them (--eval-only) instead of
     # training, with no model dir (see tools/sweep.py for where those runs land).
     TRAINABLE: ClassVar[bool] = True
+    # False where forward_backward steps the schedulers itself, as Dassl's trainers do at an
+    # epoch's last batch (external/dassl_engine.py); the engine then leaves them alone.
+    ENGINE_STEPS_LR: ClassVar[bool] = True
 
     @classmethod
     def sweep_opts(cls, step: str, dataset: str, model_dir: str) -> list[str]:
@@ -69,11 +71,13 @@ class TrainerX:
         self.writer = None
         self.epochs_done = 0
         self.time_start = time.time()
+        # What this run is (engine/run_identity.py); train.py replaces it for evaluations.
+        self.manifest = run_manifest(cfg, "train")
         self.check_cfg(cfg)
         self.build_data_loader()
         self.build_model()
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
-        self.results = ResultsWriter(cfg.OUTPUT_DIR, self.run_metadata())
+        self.results = ResultsWriter(cfg.OUTPUT_DIR, lambda: {**self.run_metadata(), "manifest": self.manifest})
         self.best_result = -np.inf
         self.in_training = False  # while True, evaluations are recorded but results.json is not written
 
@@ -132,43 +136,88 @@ class TrainerX:
                 "scheduler": sched.state_dict() if sched else None,
                 "val_result": val_result,
                 "rng": rng_state(),
-                "meta": {"trainer": self.cfg.TRAINER.NAME, "model": name, "torch": torch.__version__},
+                "meta": {"trainer": self.cfg.TRAINER.NAME, "model": name, "torch": str(torch.__version__),
+                         "manifest": self.manifest},
             }
             save_checkpoint(payload, Path(directory) / name, model_name or epoch_file(epoch + 1),
                             update_pointer=not model_name)
 
-    def _remove_stale_checkpoint(self, epoch: int) -> None:
-        """Drop the previous epoch's resume checkpoint unless TRAIN.CHECKPOINT_FREQ keeps it."""
-        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
-        if epoch < 1 or (freq > 0 and epoch % freq == 0):
-            return
+    def remove_checkpoint(self, directory: str, epochs: int) -> None:
+        """Delete the resume checkpoint written after `epochs` epochs (and any side files a trainer
+        keeps with it)."""
         for name in self.get_model_names():
-            stale = Path(self.output_dir) / name / epoch_file(epoch)
-            stale.unlink(missing_ok=True)
+            (Path(directory) / name / epoch_file(epochs)).unlink(missing_ok=True)
+
+    def _remove_old_checkpoints(self, epoch: int) -> None:
+        """Keep the KEEP_EPOCHS newest epoch checkpoints, plus those TRAIN.CHECKPOINT_FREQ keeps."""
+        old = epoch + 1 - KEEP_EPOCHS  # the file that just fell out of the kept window
+        freq = self.cfg.TRAIN.CHECKPOINT_FREQ
+        if old < 1 or (freq > 0 and old % freq == 0):
+            return
+        self.remove_checkpoint(self.output_dir, old)
+
+    def load_resume_extras(self, directory: str, epochs: int) -> None:
+        """Trainer state kept beside the checkpoint of `epochs` epochs (e.g. PromptSRC's GPA sum);
+        raise CheckpointDamagedError if it is unreadable, so that resume falls back an epoch."""
+
+    def _resume_candidates(self, directory: str) -> list[int]:
+        """Epochs that every model has a checkpoint for, newest first (the pointer is checked)."""
+        common = None
+        for name in self.get_model_names():
+            folder = Path(directory) / name
+            latest_checkpoint(folder)  # refuses a pointer that leaves the folder
+            epochs = set(epoch_checkpoints(folder))
+            common = epochs if common is None else common & epochs
+        return sorted(common or (), reverse=True)
+
+    def _check_checkpoint_identity(self, path: Path, ckpt: dict) -> None:
+        recorded = ckpt.get("meta", {}).get("manifest")
+        if not recorded:
+            print(f"Note: {path} was written before run manifests; its run identity cannot be checked")
+            return
+        diffs = differences(recorded, self.manifest)
+        if diffs:
+            raise RunMismatchError(mismatch_message(f"Checkpoint {path}", diffs, self.output_dir, "--start-over"))
 
     def resume_model_if_exist(self, directory: str) -> int:
+        """Load the newest readable epoch checkpoint of every model; a damaged one is reported by
+        name and the previous epoch is used instead."""
         names = self.get_model_names()
-        paths = {n: latest_checkpoint(Path(directory) / n) for n in names}
-        if not names or any(p is None for p in paths.values()):
+        epochs = self._resume_candidates(directory) if names else []
+        if not epochs:
             print("No checkpoint found, train from scratch")
             return 0
         print(f"Found checkpoint at {directory} (will resume training)")
-        start_epoch = 0
-        for name, path in paths.items():
-            ckpt = load_checkpoint(path)
+        for epoch in epochs:
+            try:
+                ckpts = {n: load_checkpoint(Path(directory) / n / epoch_file(epoch)) for n in names}
+                self.load_resume_extras(directory, epoch)
+            except CheckpointDamagedError as e:
+                print(f"Warning: {e}; trying the previous epoch's checkpoint")
+                continue
+            return self._restore(directory, epoch, ckpts)
+        raise CheckpointDamagedError(
+            f"Every checkpoint in {directory} is damaged ({', '.join(epoch_file(e) for e in epochs)}). "
+            "Rerun with --start-over to move them aside and train from scratch"
+        )
+
+    def _restore(self, directory: str, epoch: int, ckpts: dict[str, dict]) -> int:
+        for name, ckpt in ckpts.items():
+            path = Path(directory) / name / epoch_file(epoch)
+            self._check_checkpoint_identity(path, ckpt)
             load_learnable_state(self._models[name], ckpt["state_dict"], str(path))
             if self._optims[name] is not None and ckpt["optimizer"] is not None:
                 self._optims[name].load_state_dict(ckpt["optimizer"])
             if self._scheds[name] is not None and ckpt["scheduler"] is not None:
                 self._scheds[name].load_state_dict(ckpt["scheduler"])
             set_rng_state(ckpt["rng"])
-            start_epoch = self.epochs_done = ckpt["epoch"]
             print(f"Loaded {path}")
             best = Path(directory) / name / BEST
             if best.is_file():  # best_val keeps comparing against the best epoch before the interruption
                 self.best_result = load_checkpoint(best)["val_result"]
-        print(f"Previous epoch: {start_epoch}")
-        return start_epoch
+        self.epochs_done = ckpts[next(iter(ckpts))]["epoch"]
+        print(f"Previous epoch: {self.epochs_done}")
+        return self.epochs_done
 
     def load_model(self, directory: str | None, epoch: int | None = None) -> None:
         """Load learnable weights for evaluation: epoch N, else model-best, else the newest."""
@@ -177,25 +226,36 @@ class TrainerX:
             print("Note that load_model() is skipped as this trainer has no learnable weights")
             return
         if not directory:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.cfg.TRAINER.NAME} has learnable weights: --eval-only needs --model-dir "
                 "<the OUTPUT_DIR of a finished training run> (and optionally --load-epoch N)"
             )
         for name in names:
             model_dir = Path(directory) / name
-            if epoch is not None:
-                path = model_dir / epoch_file(epoch)
-            elif (model_dir / BEST).is_file():
-                path = model_dir / BEST
-            else:
-                path = latest_checkpoint(model_dir) or model_dir / BEST
+            path = resolve_model_file(model_dir, epoch)
             if not path.is_file():
                 found = sorted(p.name for p in model_dir.glob("model*")) if model_dir.is_dir() else []
-                raise FileNotFoundError(f'Model not found at "{path}". Checkpoints there: {found or "none"}')
+                raise MissingFileError(f'Model not found at "{path}". Checkpoints there: {found or "none"}')
             ckpt = load_checkpoint(path)
+            self._check_model_identity(path, ckpt)
             load_learnable_state(self._models[name], ckpt["state_dict"], str(path))
             self.epochs_done = ckpt["epoch"]
             print(f'Loading weights to {name} from "{path}" (epoch = {ckpt["epoch"]})')
+
+    def _check_model_identity(self, path: Path, ckpt: dict) -> None:
+        """A loaded model must come from this trainer on this backbone; other method settings may
+        differ (e.g. an evaluation-time switch) and are listed."""
+        recorded = ckpt.get("meta", {}).get("manifest")
+        if not recorded:
+            return
+        diffs = differences(recorded, self.manifest, MODEL_FIELDS)
+        if diffs:
+            raise RunMismatchError(mismatch_message(f"Model {path}", diffs, None, "--start-over"))
+        node = f"TRAINER.{self.CONFIG_NODE}." if self.CONFIG_NODE else None
+        config_diffs = [d for d in differences(recorded, self.manifest, ("config",))
+                        if node and d.startswith(f"config.{node}")]
+        for d in config_diffs:
+            print(f"Note: {d.removeprefix('config.').replace('(recorded)', '(trained with)')}")
 
     # ---- training loop --------------------------------------------------------
     def train(self) -> None:
@@ -242,7 +302,7 @@ class TrainerX:
                 self.best_result = result
                 self.save_model(self.epoch, self.output_dir, val_result=result, model_name=BEST)
         self.save_model(self.epoch, self.output_dir)
-        self._remove_stale_checkpoint(self.epoch)
+        self._remove_old_checkpoints(self.epoch)
         if last_epoch:
             self.set_model_mode("eval")
 
@@ -269,7 +329,8 @@ class TrainerX:
                 self.write_scalar(f"train/{k}", meter.avg, n_iter)
             self.write_scalar("train/lr", self.get_current_lr(), n_iter)
             end = time.time()
-        self.update_lr()
+        if self.ENGINE_STEPS_LR:
+            self.update_lr()
 
     # ---- per-batch hooks ------------------------------------------------------
     def forward_backward(self, batch: dict) -> dict:

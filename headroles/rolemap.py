@@ -12,11 +12,11 @@ entropy, concept distribution and top texts per head; the trainer needs only the
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import DataError, MissingFileError
+from engine.io import read_json
 
 ATTRIBUTE, GENERALIZATION, MIXED = "attribute", "generalization", "mixed"
 ROLES = (ATTRIBUTE, GENERALIZATION, MIXED)
@@ -104,13 +104,5 @@ def read_role_map(path: str | Path) -> RoleMap:
     path = Path(path)
     if not path.is_file():
         raise MissingRoleMapError(f"No role map at {path}: {HOW_TO_MAKE.format(path=path)}")
-    try:
-        payload = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RoleMapError(
-            f"Role map {path} is not valid JSON: line {e.lineno}, column {e.colno}: {e.msg}. Fix that line "
-            f"(a hand-edited map), or delete the file and {HOW_TO_MAKE.format(path=path)}"
-        ) from e
-    except UnicodeDecodeError as e:
-        raise RoleMapError(f"Role map {path} is not a text file ({e}); delete it and {HOW_TO_MAKE.format(path=path)}") from e
+    payload = read_json(path, f"Fix that line (a hand-edited map), or delete the file and {HOW_TO_MAKE.format(path=path)}")
     return parse_role_map(payload, str(path))

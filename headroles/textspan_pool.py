@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine.cache import sha256_file, user_cache_dir
 from engine.errors import DataError, MissingFileError
-from engine.io import atomic_write
+from engine.io import atomic_write_bytes
 
 NAME = "textspan"
 COMMIT = "49f70f31bb13437a870ff8de340626b225500a22"
@@ -45,7 +45,7 @@ def download(dest: Path | str | None = None, url: str = URL, timeout: float = 60
     digest = hashlib.sha256(data).hexdigest()
     if digest != SHA256:
         raise DataError(f"The file fetched from {url} has SHA-256 {digest[:12]}, not {SHA256[:12]}; nothing was written")
-    atomic_write(dest, lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write_bytes(dest, data)
     return dest, "downloaded"
 
 

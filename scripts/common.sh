@@ -7,16 +7,19 @@ OUTPUT=${OUTPUT:-output}
 PYTHON=${PYTHON:-python}
 SHOTS=${SHOTS:-16}
 
-# run_job DIR ARGS...: train.py into DIR. A finished run (DIR/results.json) is skipped;
-# an unfinished one resumes from its newest checkpoint (train.py auto-resumes from DIR).
+# run_job DIR ARGS...: train.py into DIR. train.py skips a finished run whose manifest (trainer,
+# dataset, seed, shots, classes, backbone weights, config: engine/run_identity.py) is this one's,
+# refuses a folder that holds another run (naming the differences), and resumes an unfinished one.
+# With PRINT_RUNS set, the train.py command is printed instead of run (tools/sweep.py reads it).
 run_job() {
     local dir=$1
     shift
-    if [ -f "${dir}/results.json" ]; then
-        echo "The results exist at ${dir} (so skip this job)"
+    if [ -n "${PRINT_RUNS:-}" ]; then
+        printf '%q ' train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
+        echo
         return 0
     fi
-    "${PYTHON}" train.py --root "${DATA}" --output-dir "${dir}" "$@"
+    "${PYTHON}" train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
 }
 
 # max_epoch CONFIG_YAML: the epoch a finished run's last checkpoint carries.

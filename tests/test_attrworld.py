@@ -21,6 +21,7 @@ from attrworld.spec import ATTRIBUTES, COLORS, Attributes, sample_attributes
 from attrworld.zeroshot import load_images, load_tiny_attr, predict
 from backbone.model_configs import WEIGHTS_DIR, build_model, read_config
 from engine.data.base import DATASET_REGISTRY
+from engine.errors import DataError
 from tests.replica import load as load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,7 +201,7 @@ def test_interrupted_generation_leaves_nothing_that_looks_complete(tmp_path, mon
 
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / TINY.dataset_dir).mkdir()
-    with pytest.raises(FileExistsError, match="lacks"):
+    with pytest.raises(DataError, match="lacks"):
         derived.generate(TINY, tmp_path / "half")
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import UserError
 from tools.compare import main
 from tools.compare_base2new import base2new
 from tools.compare_fewshot import few_shot
@@ -144,7 +145,7 @@ def test_untested_and_mislaid_runs(tmp_path):
         "base2new/test_new/dtd/shots_16/CoOp/cfg/seed1: its results.json has no test accuracy (not finished, or "
         "TEST.NO_TEST)")
     put(tmp_path / "base2new" / "train_base" / "dtd" / "shots_16" / "CoOp" / "cfg" / "seed2", 70, "new")
-    with pytest.raises(SystemExit, match="holds an evaluation on the 'new' classes"):
+    with pytest.raises(UserError, match="holds an evaluation on the 'new' classes"):
         base2new(tmp_path, Selection(), [])
 
 
@@ -242,7 +243,7 @@ def test_few_shot_table(tmp_path, capsys):
 @pytest.mark.parametrize("protocol, tree", [("base2new", "base2new"), ("xd", "cross_dataset"), ("dg", "cross_dataset"),
                                             ("fewshot", "few_shot")])
 def test_no_results_names_the_tree(tmp_path, protocol, tree):
-    with pytest.raises(SystemExit, match=f"No .* results under {tmp_path / tree}"):
+    with pytest.raises(UserError, match=f"No .* results under {tmp_path / tree}"):
         main([str(tmp_path), "--protocol", protocol])
 
 
@@ -250,11 +251,11 @@ def test_filters_and_their_errors(xd_tree, b2n_tree):
     result = base2new(b2n_tree, Selection(("CoOp/cfg",), ("dtd",)), [])
     assert [(r.dataset, r.method) for r in result.rows] == [("dtd", "CoOp")]  # one dataset: no average row
     (xd_tree / "cross_dataset" / "test" / "imagenetv2").rename(xd_tree / "elsewhere")
-    with pytest.raises(SystemExit, match=r"No domain-generalisation targets \(imagenetv2, imagenet_sketch"):
+    with pytest.raises(UserError, match=r"No domain-generalisation targets \(imagenetv2, imagenet_sketch"):
         main([str(xd_tree), "--protocol", "dg"])
-    with pytest.raises(SystemExit, match=r"Unknown --methods MaPle \(runs under .*\): choose from CoOp, CoOp/cfg, Zero"):
+    with pytest.raises(UserError, match=r"Unknown --methods MaPle \(runs under .*\): choose from CoOp, CoOp/cfg, Zero"):
         main([str(b2n_tree), "--methods", "MaPle"])
-    with pytest.raises(SystemExit, match=r"Unknown --datasets caltech \(runs under .*\): choose from dtd, eurosat"):
+    with pytest.raises(UserError, match=r"Unknown --datasets caltech \(runs under .*\): choose from dtd, eurosat"):
         main([str(b2n_tree), "--datasets", "caltech"])
 
 
@@ -273,7 +274,7 @@ def test_plots_are_written_and_reproducible(b2n_tree, xd_tree, tmp_path, capsys)
 def test_plot_without_matplotlib_says_how_to_install(b2n_tree, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(SystemExit, match="pip install matplotlib"):
+    with pytest.raises(UserError, match="pip install matplotlib"):
         main([str(b2n_tree), "--plot", str(tmp_path / "x.png")])
 
 

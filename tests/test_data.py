@@ -7,6 +7,7 @@ from engine.config import get_cfg
 from engine.data.base import Datum, subsample_classes
 from engine.data.manager import DataManager, read_image
 from engine.data.transforms import build_test_transform, build_train_transform
+from engine.errors import DataError
 from tests.minidata import CLASSES, COUNTS, make_caltech_like
 
 
@@ -77,7 +78,7 @@ def test_missing_dataset_folder_names_path(tmp_path):
 def test_corrupt_image_names_file(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")
-    with pytest.raises(RuntimeError, match=f"Cannot read image {bad}"):
+    with pytest.raises(DataError, match=f"Cannot read image {bad}"):
         read_image(str(bad))
 
 

@@ -231,3 +231,31 @@ def test_docs_table_matches_verifier_and_loaders():
         assert (int(classes), number(test)) == (expected.classes, expected.test), name
         if expected.val is not None:
             assert (number(train), number(val)) == (expected.train, expected.val), name
+
+
+def test_verify_covers_the_attribute_world_and_opens_every_image(tmp_path, capsys):
+    from attrworld import derived
+
+    assert verify.main(["--root", str(tmp_path), "--dataset", "AttrTextureShape"]) == 0
+    assert row(capsys.readouterr().out, "AttrTextureShape")[1] == "absent"  # generated on first use: not an error
+    folder = derived.generate(derived.TEXTURE_SHAPE, tmp_path)
+    assert verify.main(["--root", str(tmp_path), "--dataset", "AttrTextureShape", "--check-images"]) == 0
+    assert row(capsys.readouterr().out, "AttrTextureShape")[:6] == ["AttrTextureShape", "ok", "32", "640", "160", "480"]
+    broken = sorted((folder / "images").rglob("*.png"))[7]
+    broken.write_bytes(broken.read_bytes()[:200])  # a truncated PNG still exists, so only opening it finds it
+    assert verify.main(["--root", str(tmp_path), "--dataset", "AttrTextureShape"]) == 0
+    capsys.readouterr()
+    assert verify.main(["--root", str(tmp_path), "--dataset", "AttrTextureShape", "--check-images"]) == 1
+    out = capsys.readouterr().out
+    assert row(out, "AttrTextureShape")[1] == "wrong"
+    assert f"- AttrTextureShape: 1 of 1280 images cannot be read: {broken} (" in out.split("How to fix:")[1]
+
+
+def test_verify_names_a_broken_split_file(tmp_path, images, capsys):
+    class_folders(tmp_path / "dtd" / "images", {"banded": 2}, images)
+    split = tmp_path / "dtd" / "split_zhou_DescribableTextures.json"
+    split.write_text('{"train": [')
+    assert verify.main(["--root", str(tmp_path), "--dataset", "DescribableTextures"]) == 1
+    out = capsys.readouterr().out
+    assert row(out, "DescribableTextures")[1] == "wrong"
+    assert f"- DescribableTextures: {split} is not valid JSON: Expecting value at line 1" in out.split("How to fix:")[1]

@@ -19,7 +19,7 @@ def test_base2new_train_and_test_commands(fake_python):
     run("base2new_test.sh", "imagenet", "2", stub=stub)
     train, test, imagenet = log.read_text().splitlines()
     base = "output/base2new/train_base/caltech101/shots_16/DeAR/vit_b16/seed1"
-    assert train.startswith(f"train.py --root /data/x --output-dir {base} --seed 1 --trainer DeAR")
+    assert train.startswith(f"train.py --root /data/x --output-dir {base} --skip-finished --seed 1 --trainer DeAR")
     assert "--config-file configs/trainers/DeAR/vit_b16.yaml" in train
     assert train.endswith("DATASET.NUM_SHOTS 16 DATASET.SUBSAMPLE_CLASSES base")
     assert "--output-dir output/base2new/test_new/caltech101/shots_16/DeAR/vit_b16/seed1" in test
@@ -28,19 +28,15 @@ def test_base2new_train_and_test_commands(fake_python):
     assert "configs/trainers/DeAR/vit_b16_imagenet.yaml" in imagenet and "--load-epoch 5 " in imagenet
 
 
-def test_finished_runs_are_skipped(fake_python, tmp_path):
+def test_the_skip_rule_is_train_py_s_and_print_runs_lists_without_running(fake_python):
+    """run_job leaves skipping to train.py --skip-finished (it compares run manifests:
+    tests/test_run_integrity.py); PRINT_RUNS prints the command instead (tools/sweep.py)."""
     stub, log = fake_python
-    done = tmp_path / "output/base2new/train_base/dtd/shots_16/DeAR/vit_b16/seed3"
-    done.mkdir(parents=True)
-    (done / "results.json").write_text("{}")
-    environ = {**os.environ, "PYTHON": str(stub)}
-    script = tmp_path / "scripts" / "dear"
-    script.mkdir(parents=True)
-    (script / "base2new_train.sh").write_text((REPO / "scripts/dear/base2new_train.sh").read_text())
-    (tmp_path / "scripts/common.sh").write_text((REPO / "scripts/common.sh").read_text())
-    out = subprocess.run(["bash", str(script / "base2new_train.sh"), "dtd", "3"], env=environ, check=True,
-                         capture_output=True, text=True).stdout
-    assert "The results exist at output/base2new/train_base/dtd/shots_16/DeAR/vit_b16/seed3" in out
+    environ = {**os.environ, "PYTHON": str(stub), "DATA": "/data/x", "PRINT_RUNS": "1"}
+    out = subprocess.run(["bash", str(REPO / "scripts/dear/base2new_train.sh"), "dtd", "3"], env=environ,
+                         check=True, capture_output=True, text=True).stdout
+    assert out.startswith("train.py --root /data/x --output-dir output/base2new/train_base/dtd/shots_16/DeAR/"
+                          "vit_b16/seed3 --skip-finished --seed 3 --trainer DeAR")
     assert not log.exists()
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from backbone import load_clip
-from engine.errors import ConfigError
+from engine.errors import ConfigError, DataError
 from headroles.images import image_list_digest
 from headroles.rolemap import RoleMapError, parse_role_map, read_role_map
 from tests.minidata import make_caltech_like
@@ -301,8 +301,8 @@ def test_gradients_reach_every_learnable_tensor_and_nothing_else(wired):
 def test_invalid_json_role_map_names_file_line_and_fix(data_root, tmp_path):
     broken = tmp_path / "roles.json"
     broken.write_text('{"heads": [\n  {"layer": 1, "head": 0, "role": "mixed"}\n  {"layer": 1}\n]}\n')
-    with pytest.raises(RoleMapError, match=r"Role map .*roles.json is not valid JSON: line 3, column 3: Expecting ',' "
-                                           r"delimiter\. Fix that line .* or delete the file and make one with"):
+    with pytest.raises(DataError, match=r".*roles.json is not valid JSON: Expecting ',' delimiter at line 3, column 3\. "
+                                        r"Fix that line \(a hand-edited map\), or delete the file and make one with"):
         build(argv(data_root, tmp_path / "j", broken))
 
 

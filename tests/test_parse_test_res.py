@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from engine.errors import UserError
 from tools.parse_test_res import main
 
 TRAIN_LOG = """epoch [1/2] batch [1/1] loss 1.0
@@ -50,7 +51,7 @@ def test_test_log_marker_takes_the_last_result(tmp_path, capsys):
     run.mkdir()
     (run / "log.txt").write_text("* accuracy: 1.0%\n=> result\n* accuracy: 60.0%\n=> result\n* accuracy: 61.5%\n")
     assert main([str(tmp_path), "--test-log"]) == {str(tmp_path): 61.5}
-    with pytest.raises(SystemExit, match="Nothing found in .*after Finish training / Finished training.*--test-log"):
+    with pytest.raises(UserError, match="Nothing found in .*after Finish training / Finished training.*--test-log"):
         main([str(tmp_path)])
 
 
@@ -65,7 +66,7 @@ def test_results_json_wins_and_agrees_with_the_log(tmp_path, capsys):
     assert main([str(tmp_path)]) == {str(tmp_path): 71.234}
     assert f"file: {run}/results.json. accuracy: 71.23%." in capsys.readouterr().out
     assert main([str(tmp_path), "--from-log"]) == {str(tmp_path): 71.2}
-    with pytest.raises(SystemExit, match=r"its 'test' evaluation has no 'top5'; it has \['accuracy', 'error'\]"):
+    with pytest.raises(UserError, match=r"its 'test' evaluation has no 'top5'; it has \['accuracy', 'error'\]"):
         main([str(tmp_path), "--keyword", "top5"])
 
 
@@ -87,10 +88,10 @@ def test_multi_exp_averages_the_experiment_means(tmp_path, capsys):
 
 
 def test_errors_name_the_folder(tmp_path):
-    with pytest.raises(SystemExit, match="Nothing found in"):
+    with pytest.raises(UserError, match="Nothing found in"):
         main([str(tmp_path)])
     (tmp_path / "seed1").mkdir()
-    with pytest.raises(SystemExit, match="seed1 has neither results.json nor log.txt"):
+    with pytest.raises(UserError, match="seed1 has neither results.json nor log.txt"):
         main([str(tmp_path)])
-    with pytest.raises(SystemExit, match="is not a folder"):
+    with pytest.raises(UserError, match="is not a folder"):
         main([str(tmp_path / "missing")])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import UserError
 from engine.registry import TRAINER_REGISTRY
 from tools import sweep
 from tools.sweep_run import process_tree, slot_envs
@@ -131,15 +132,15 @@ def test_configs_override_and_errors(capsys):
     lines = dry_run(capsys, "--protocol", "base2new", "--methods", "CoOp", "--datasets", "dtd", "--seeds", "1",
                     "--configs", "CoOp=vit_b16_ep100")
     assert lines[0] == "SHOTS=16 bash scripts/run.sh base2new_train CoOp vit_b16_ep100 dtd 1"
-    with pytest.raises(SystemExit, match=r"--methods: Unknown trainer 'MaPle'. Did you mean 'MaPLe'\?"):
+    with pytest.raises(UserError, match=r"--methods: Unknown trainer 'MaPle'. Did you mean 'MaPLe'\?"):
         sweep.main(["--protocol", "base2new", "--methods", "MaPle", "--dry-run"])
-    with pytest.raises(SystemExit, match=r"CoCoOp.SWEEP_CONFIGS has no 'fewshot'\nPass one with --configs METHOD=CFG"):
+    with pytest.raises(UserError, match=r"CoCoOp.SWEEP_CONFIGS has no 'fewshot'\nPass one with --configs METHOD=CFG"):
         sweep.main(["--protocol", "fewshot", "--methods", "CoCoOp", "--dry-run"])
-    with pytest.raises(SystemExit, match=r"configs/trainers/CoOp/vit_b99.yaml does not exist"):
+    with pytest.raises(UserError, match=r"configs/trainers/CoOp/vit_b99.yaml does not exist"):
         sweep.main(["--protocol", "base2new", "--methods", "CoOp", "--configs", "CoOp=vit_b99", "--dry-run"])
-    with pytest.raises(SystemExit, match=r"'MaPLe' is not in --methods"):
+    with pytest.raises(UserError, match=r"'MaPLe' is not in --methods"):
         sweep.main(["--protocol", "base2new", "--methods", "CoOp", "--configs", "MaPLe=x", "--dry-run"])
-    with pytest.raises(SystemExit, match=r"no configs/datasets/dtdd.yaml. Did you mean 'dtd'\?"):
+    with pytest.raises(UserError, match=r"no configs/datasets/dtdd.yaml. Did you mean 'dtd'\?"):
         sweep.main(["--protocol", "base2new", "--methods", "CoOp", "--datasets", "dtdd", "--dry-run"])
 
 
@@ -258,7 +259,7 @@ def test_zero_shot_steps_and_unknown_step(fake_python, tmp_path):
     step = ["bash", "scripts/run.sh", "xd_zeroshot", "ZeroshotCLIP", "vit_b16", "dtd", "1", "A", "b"]
     (xd,) = recorded(log, step, stub, env)
     assert xd == ("train.py --root /data/x --output-dir o/cross_dataset/test/dtd/shots_16/ZeroshotCLIP/vit_b16/seed1 "
-                  "--seed 1 --trainer ZeroshotCLIP --eval-only --dataset-config-file configs/datasets/dtd.yaml "
+                  "--skip-finished --seed 1 --trainer ZeroshotCLIP --eval-only --dataset-config-file configs/datasets/dtd.yaml "
                   "--config-file configs/trainers/ZeroshotCLIP/vit_b16.yaml A b")
     (few,) = recorded(log, ["bash", "scripts/run.sh", "few_shot_zeroshot", "ZeroshotCLIP", "vit_b16", "dtd", "1"], stub,
                       {**env, "SHOTS": "8"})

@@ -14,7 +14,8 @@ from tools import sweep
 REPO = Path(__file__).resolve().parents[1]
 
 # Records each train.py call, writes the run's log.txt, fails the dtd base runs and finishes the rest
-# (results.json with the config that trained_epoch reads). `python -c` runs for real.
+# (results.json of an earlier version: no manifest, only the config key that trained_epoch reads and
+# the sweep's --opts set, so the sweep's skip rule finds it matching). `python -c` runs for real.
 FAKE_TRAIN = """#!/bin/bash
 if [ "$1" = "-c" ]; then exec python "$@"; fi
 echo "$@" >> {calls}
@@ -38,16 +39,16 @@ def test_failed_runs_are_listed_with_their_logs_and_the_rest_finishes(tmp_path, 
     monkeypatch.setenv("PYTHON", str(stub))
     out = tmp_path / "out"
     args = ["--protocol", "base2new", "--methods", "ZeroshotCLIP", "CoOp", "--datasets", "dtd", "eurosat",
-            "--seeds", "1", "--output", str(out), "--jobs", "2"]
+            "--seeds", "1", "--output", str(out), "--jobs", "2", "--opts", "OPTIM.MAX_EPOCH", "1"]
     assert sweep.main(args) == 1
     printed = capsys.readouterr().out
     (log_dir,) = (out / "sweeps").glob("base2new-*")
     base = out / "base2new" / "train_base" / "dtd" / "shots_16"
     assert "2 of 4 chains done (5 steps run, 0 finished earlier).\n2 failed:\n" in printed
-    assert (f"  base2new_train CoOp vit_b16_ep50_ctxv1 dtd 1: exited with 3\n"
+    assert (f"  base2new_train CoOp vit_b16_ep50_ctxv1 dtd 1 OPTIM.MAX_EPOCH 1: exited with 3\n"
             f"    run log:   {base}/CoOp/vit_b16_ep50_ctxv1/seed1/log.txt\n"
             f"    sweep log: {log_dir}/CoOp-vit_b16_ep50_ctxv1-dtd-shots16-seed1.log") in printed
-    assert (f"  base2new_zeroshot ZeroshotCLIP vit_b16 dtd 1: exited with 3\n"
+    assert (f"  base2new_zeroshot ZeroshotCLIP vit_b16 dtd 1 OPTIM.MAX_EPOCH 1: exited with 3\n"
             f"    run log:   {base}/ZeroshotCLIP/vit_b16/seed1/log.txt\n"
             f"    sweep log: {log_dir}/ZeroshotCLIP-vit_b16-dtd-shots16-seed1.log") in printed
     assert "boom" in (log_dir / "CoOp-vit_b16_ep50_ctxv1-dtd-shots16-seed1.log").read_text()

@@ -37,16 +37,17 @@ def test_download_checks_the_file_and_textspan_names_it(source, tmp_path, capsys
     assert textspan_pool.resolve("my/pool.tsv").as_posix() == "my/pool.tsv"
 
 
-def test_a_wrong_download_or_a_foreign_file_is_never_kept(source, tmp_path, capsys, monkeypatch):
+def test_a_wrong_download_or_a_foreign_file_is_never_kept(source, tmp_path, monkeypatch):
     other = tmp_path / "other.txt"
     other.write_bytes(POOL + b"An extra line\n")
-    assert download_tool.main(["--url", other.as_uri()]) == 1
-    assert "has SHA-256" in capsys.readouterr().err
+    with pytest.raises(DataError, match="has SHA-256 .*, not .*; nothing was written"):
+        download_tool.main(["--url", other.as_uri()])
     assert not (tmp_path / "cache" / "textspan").exists() or not any((tmp_path / "cache" / "textspan").iterdir())
     mine = tmp_path / "mine.txt"
     mine.write_text("my own notes\n")
-    assert download_tool.main(["--url", source, "--out", str(mine)]) == 1
-    assert mine.read_text() == "my own notes\n" and "is not TextSpan's pool" in capsys.readouterr().err
+    with pytest.raises(DataError, match="mine.txt exists but is not TextSpan's pool"):
+        download_tool.main(["--url", source, "--out", str(mine)])
+    assert mine.read_text() == "my own notes\n"
     monkeypatch.setattr(textspan_pool, "SHA256", "0" * 64)
     with pytest.raises(DataError):
         textspan_pool.download(tmp_path / "x.txt", source)

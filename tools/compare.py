@@ -41,6 +41,7 @@ from tools.compare_plot import save_plot  # noqa: E402  (matplotlib is imported 
 from tools.compare_reported import REPORTED_FILE, load_reported  # noqa: E402
 from tools.compare_transfer import Transfer, transfer  # noqa: E402
 from tools.compare_tree import Selection  # noqa: E402
+from engine.cli import run_cli  # noqa: E402
 from engine.io import atomic_write_text  # noqa: E402
 
 PROTOCOLS = ("base2new", "xd", "dg", "fewshot")
@@ -105,4 +106,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.errors import DataError
 from tools.compare_reported import Reported, reported_labels
 from tools.compare_stats import Stat, across_datasets, harmonic_mean, seed_averages, summarise
 from tools.compare_tree import (RUN_PATTERN, Method, Selection, all_keys, dataset_order, method_labels, scan,
@@ -75,7 +76,7 @@ def base2new(root: Path, selection: Selection, reported: list[Reported]) -> Base
     base, new = scan(tree / "train_base", subsample="base"), scan(tree / "test_new", subsample="new")
     found = all_keys(base, new)
     if not found:
-        raise SystemExit(f"No base2new results under {tree}: looked for train_base/{RUN_PATTERN} and "
+        raise DataError(f"No base2new results under {tree}: looked for train_base/{RUN_PATTERN} and "
                          f"test_new/{RUN_PATTERN}; run a method's base2new scripts first (bash scripts/quickstart.sh)")
     selection.check(found, tree, {r.method for r in reported})
     reported = [r for r in reported if selection.wants_method(r.method, r.config)]

@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.errors import DataError
 from tools.compare_stats import Stat, across_datasets, summarise
 from tools.compare_tree import (RUN_PATTERN, Method, Selection, all_keys, dataset_order, method_labels, scan,
                                 seed_gaps, untested_lines)
@@ -40,7 +41,7 @@ def few_shot(root: Path, selection: Selection) -> FewShot:
     part = scan(tree)
     found = all_keys(part)
     if not found:
-        raise SystemExit(f"No few-shot results under {tree}: looked for {RUN_PATTERN}; run a method's few-shot "
+        raise DataError(f"No few-shot results under {tree}: looked for {RUN_PATTERN}; run a method's few-shot "
                          "script first (e.g. bash scripts/promptsrc/few_shot.sh DATASET SEED)")
     selection.check(found, tree)
     cells: dict[Method, dict[str, dict[int, dict[int, float]]]] = defaultdict(lambda: defaultdict(dict))

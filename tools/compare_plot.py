@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.errors import UserError
 from tools.compare_base2new import AVERAGE, Base2New
 from tools.compare_fewshot import FewShot
 from tools.compare_stats import is_missing
@@ -21,7 +22,7 @@ def figure(width: float, columns: int = 1, ratios: tuple[int, ...] = (1,)):
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise SystemExit("--plot needs matplotlib: pip install matplotlib") from err
+        raise UserError("--plot needs matplotlib: pip install matplotlib") from err
     fig = Figure(figsize=(width, 5), dpi=DPI, layout="constrained")
     return fig, fig.subplots(1, columns, gridspec_kw={"width_ratios": ratios}, squeeze=False)[0]
 

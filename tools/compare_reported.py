@@ -5,6 +5,8 @@ import csv
 from pathlib import Path
 from typing import NamedTuple
 
+from engine.errors import DataError
+
 REPORTED_FILE = Path(__file__).with_name("reported_results.csv")
 PROTOCOLS = ("base2new", "xd", "dg")  # few-shot rows would need a shots column; none were readable
 COLUMNS = ["protocol", "dataset", "method", "config", "base", "new", "hm", "acc", "source"]
@@ -27,15 +29,15 @@ def load_reported(protocol: str, path: Path = REPORTED_FILE) -> list[Reported]:
     lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
     reader = csv.DictReader(lines)
     if reader.fieldnames != COLUMNS:
-        raise SystemExit(f"{path}: the header must be {','.join(COLUMNS)}, not {','.join(reader.fieldnames or [])}")
+        raise DataError(f"{path}: the header must be {','.join(COLUMNS)}, not {','.join(reader.fieldnames or [])}")
     rows = []
     for number, row in enumerate(reader, start=1):
         if row["protocol"] not in PROTOCOLS or not row["source"]:
-            raise SystemExit(f"{path}: data row {number} needs a protocol among {', '.join(PROTOCOLS)} and a source")
+            raise DataError(f"{path}: data row {number} needs a protocol among {', '.join(PROTOCOLS)} and a source")
         try:
             values = {k: float(row[k]) if row[k] else None for k in ("base", "new", "hm", "acc")}
         except ValueError as err:
-            raise SystemExit(f"{path}: data row {number}: {err}") from err
+            raise DataError(f"{path}: data row {number}: {err}") from err
         if row["protocol"] == protocol:
             rows.append(Reported(row["protocol"], row["dataset"], row["method"], row["config"], source=row["source"],
                                  **values))

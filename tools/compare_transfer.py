@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.errors import DataError
 from tools.compare_reported import Reported, reported_labels
 from tools.compare_stats import Stat, across_datasets, summarise
 from tools.compare_tree import (RUN_PATTERN, Method, Selection, all_keys, dataset_order, method_labels, scan,
@@ -60,7 +61,7 @@ def transfer(root: Path, protocol: str, selection: Selection, reported: list[Rep
     train, test = scan(tree / "train"), scan(tree / "test")
     found = all_keys(train, test)
     if not found:
-        raise SystemExit(f"No cross-dataset results under {tree}: looked for train/{SOURCE}/... (the source) and "
+        raise DataError(f"No cross-dataset results under {tree}: looked for train/{SOURCE}/... (the source) and "
                          f"test/{RUN_PATTERN} (the targets); run a method's xd_train.sh and xd_test.sh first")
     selection.check(found, tree, {r.method for r in reported})
     reported = [r for r in reported if selection.wants_method(r.method, r.config)]
@@ -77,7 +78,7 @@ def transfer(root: Path, protocol: str, selection: Selection, reported: list[Rep
     if not names:
         wanted = f"domain-generalisation targets ({', '.join(DG_TARGETS)})" if protocol == "dg" else \
             f"cross-dataset targets (datasets other than {SOURCE} and {', '.join(DG_TARGETS)})"
-        raise SystemExit(f"No {wanted} under {tree / 'test'}: evaluate the ImageNet-trained models on them "
+        raise DataError(f"No {wanted} under {tree / 'test'}: evaluate the ImageNet-trained models on them "
                          "with a method's xd_test.sh DATASET SEED")
     methods = set(sources) | set(targets)
     labels = method_labels(methods)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
+from engine.errors import DataError
+
 # CoOp's order of the 11 base-to-new / cross-dataset datasets, then the domain-generalisation targets.
 DATASET_ORDER = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
                  "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
@@ -51,10 +53,10 @@ def read_accuracy(path: Path, subsample: str | None = None) -> float | None:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise SystemExit(f"{path} is not valid JSON ({err}): delete it and rerun that run") from err
+        raise DataError(f"{path} is not valid JSON ({err}): delete it and rerun that run") from err
     found = data.get("subsample")
     if subsample and found not in (None, subsample):
-        raise SystemExit(f"{path} holds an evaluation on the {found!r} classes, but this part of the tree is for the "
+        raise DataError(f"{path} holds an evaluation on the {found!r} classes, but this part of the tree is for the "
                          f"{subsample!r} classes: move the run to its own tree or rerun it with "
                          f"DATASET.SUBSAMPLE_CLASSES {subsample}")
     try:
@@ -128,7 +130,7 @@ class Selection:
                                    ("--datasets", self.datasets, {k.dataset for k in keys})):
             unknown = [name for name in asked if name not in known]
             if unknown:
-                raise SystemExit(f"Unknown {flag} {', '.join(unknown)} (runs under {where}): choose from "
+                raise DataError(f"Unknown {flag} {', '.join(unknown)} (runs under {where}): choose from "
                                  f"{', '.join(sorted(known))}")
 
     def wants_method(self, trainer: str, cfg: str | None = None) -> bool:

@@ -23,6 +23,7 @@ from typing import NamedTuple
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datasets.common import resolve_dataset_names  # noqa: E402
+from engine.cli import run_cli  # noqa: E402
 from engine.io import atomic_write_text  # noqa: E402
 
 MANIFEST = "split_manifest.json"
@@ -177,4 +178,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

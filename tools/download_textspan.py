@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.errors import UserError  # noqa: E402
+from engine.cli import run_cli  # noqa: E402
 from headroles import textspan_pool  # noqa: E402
 
 
@@ -24,14 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help=f"where to write it (default: {textspan_pool.default_path()})")
     p.add_argument("--url", default=textspan_pool.URL, help="source (default: TextSpan's repository at a pinned commit)")
     args = p.parse_args(argv)
-    try:
-        path, status = textspan_pool.download(args.out, args.url)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+    path, status = textspan_pool.download(args.out, args.url)
     print(f"TextSpan pool {status}: {path} (SHA-256 {textspan_pool.SHA256[:12]}..., license {textspan_pool.LICENSE_URL})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -19,7 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backbone import ClipBackbone, load_clip, weights_fingerprint  # noqa: E402
-from engine.errors import UsageError, UserError  # noqa: E402
+from engine.cli import run_cli  # noqa: E402
+from engine.errors import UsageError  # noqa: E402
 from engine.io import atomic_write  # noqa: E402
 from headroles import textspan_pool  # noqa: E402
 from headroles.analysis import AnalysisSettings, default_layers, parse_layers, run_analysis  # noqa: E402
@@ -108,8 +109,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
+    run_cli(main)

@@ -21,7 +21,13 @@ import json
 import math
 import re
 import statistics
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine.cli import run_cli  # noqa: E402
+from engine.errors import DataError  # noqa: E402
 
 TRAIN_MARKERS = ("Finish training", "Finished training")
 TEST_MARKERS = ("=> result",)
@@ -36,7 +42,7 @@ def from_results_json(path: Path, keyword: str) -> float:
     split = results.get("config", {}).get("TEST", {}).get("SPLIT", "test")
     metrics = results["evaluations"].get(split, {}).get("metrics", {})
     if keyword not in metrics:
-        raise SystemExit(f"{path}: its {split!r} evaluation has no {keyword!r}; it has {sorted(metrics) or 'none'} "
+        raise DataError(f"{path}: its {split!r} evaluation has no {keyword!r}; it has {sorted(metrics) or 'none'} "
                          "(pick one with --keyword, or use --from-log)")
     return metrics[keyword]
 
@@ -59,7 +65,7 @@ def from_logs(run_dir: Path, keyword: str, markers: tuple[str, ...]) -> float | 
 
 def seed_dirs(directory: Path) -> list[Path]:
     if not directory.is_dir():
-        raise SystemExit(f"{directory} is not a folder")
+        raise DataError(f"{directory} is not a folder")
     return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
@@ -76,7 +82,7 @@ def parse_directory(directory: Path, keyword: str, markers: tuple[str, ...], fro
         elif (run / "log.txt").is_file() or any(run.glob("log.txt-*")):
             source, value = run / "log.txt", from_logs(run, keyword, markers)
         else:
-            raise SystemExit(f"{run} has neither results.json nor log.txt; is {directory} the folder of the seeds?")
+            raise DataError(f"{run} has neither results.json nor log.txt; is {directory} the folder of the seeds?")
         if value is None:
             print(f"skipped: {source} (no '* {keyword}: X%' after {' / '.join(markers)}: unfinished?)")
             continue
@@ -84,7 +90,7 @@ def parse_directory(directory: Path, keyword: str, markers: tuple[str, ...], fro
         values.append(value)
     if not values:
         hint = "" if markers == TEST_MARKERS else "; for evaluation-only runs add --test-log"
-        raise SystemExit(f"Nothing found in {directory}: no results.json and no '* {keyword}: X%' after "
+        raise DataError(f"Nothing found in {directory}: no results.json and no '* {keyword}: X%' after "
                          f"{' / '.join(markers)} in any seed folder's log{hint}")
     mean = statistics.fmean(values)
     spread = ci95(values) if use_ci95 else statistics.pstdev(values)
@@ -113,4 +119,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

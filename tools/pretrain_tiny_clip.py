@@ -28,7 +28,9 @@ from attrworld.probe import attribute_report, render_pool  # noqa: E402
 from attrworld.sampling import training_batch  # noqa: E402
 from attrworld.zeroshot import MODEL_NAME, to_input  # noqa: E402
 from backbone.model_configs import WEIGHTS_DIR, build_model, build_tokenizer, read_config  # noqa: E402
-from engine.io import atomic_write, atomic_write_text  # noqa: E402
+from engine.checkpoint import load_tensors, save_tensors  # noqa: E402
+from engine.cli import run_cli  # noqa: E402
+from engine.io import atomic_write_text  # noqa: E402
 
 EVAL_SEED, EVAL_POOL, EVAL_TRAIN = 1_000_003, 1024, 768
 CALIB_SEED, CALIB_POOL = 2_000_003, 2048
@@ -106,7 +108,7 @@ def lr_at(step: int, args) -> float:
 
 
 def save_state(path: Path, state: dict) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    save_tensors(state, path)
 
 
 def log(msg: str) -> None:
@@ -133,7 +135,7 @@ def main(argv=None) -> None:
     ckpt_path = args.workdir / "last.pt"
     step, elapsed, losses = 0, 0.0, []
     if args.resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = load_tensors(ckpt_path, "pretraining checkpoint")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed, losses = state["step"], state["elapsed"], state["losses"]
@@ -145,7 +147,8 @@ def main(argv=None) -> None:
 
     def checkpoint() -> None:
         save_state(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                               "elapsed": elapsed, "losses": losses, "args": vars(args)})
+                               "elapsed": elapsed, "losses": losses,
+                               "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}})
 
     start, last_ckpt = time.time() - elapsed, time.time()
     bar = tqdm(total=args.steps, initial=step, desc="pretrain", mininterval=20, file=sys.stdout)
@@ -182,7 +185,7 @@ def main(argv=None) -> None:
     recalibrate_stem_norms(model, render_pool(CALIB_SEED, CALIB_POOL)[0])
     final = evaluate(model, pool, step, args.workdir / "metrics.jsonl")
     half = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    atomic_write(args.out, lambda tmp: torch.save(half, tmp))
+    save_tensors(half, args.out)
     summary = {"steps": step, "planned_steps": args.steps, "samples": step * args.batch_size,
                "wall_minutes": round(elapsed / 60, 1), "final_loss_mean_last_50": round(sum(losses[-50:]) / max(1, len(losses[-50:])), 4),
                "parameters": n_params, "args": {k: str(v) for k, v in vars(args).items()}, "final_eval": final}
@@ -191,4 +194,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -9,7 +9,9 @@
 Every run is one step of scripts/common.sh, issued as `bash scripts/run.sh STEP TRAINER CFG ...`:
 the command, output tree and skip/resume rule of the methods' scripts. A method's config comes
 from its trainer's SWEEP_CONFIGS (engine/trainer.py), its extra KEY VALUE pairs from its
-`sweep_opts`, so a new trainer with SWEEP_CONFIGS joins sweeps with no other change.
+`sweep_opts`, so a new trainer with SWEEP_CONFIGS joins sweeps with no other change. Trainer files
+written for Dassl join with --trainer-file (as train.py takes them; each command carries them in
+$PROMPTLAB_TRAINER_FILES) and --configs METHOD=CFG (docs/EXTENDING.md).
 
 Protocols (SHOTS defaults to 16, or to $SHOTS):
   base2new  train on the base classes, test on the new ones (base2new_train, base2new_test)
@@ -37,8 +39,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import trainers  # noqa: E402,F401  (registers the trainers)
+from engine.cli import run_cli  # noqa: E402
+from engine.errors import UsageError  # noqa: E402
 from engine.registry import TRAINER_REGISTRY, did_you_mean  # noqa: E402
 from engine.trainer import TrainerX  # noqa: E402
+from external import ENV_VAR, load_trainer_files  # noqa: E402
 
 COOP_DATASETS = ["imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
                  "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101"]
@@ -131,7 +136,7 @@ class Planner:
         build = {"base2new": self.base2new, "xd": self.cross, "dg": self.cross, "fewshot": self.fewshot}
         chains = build[self.protocol](datasets, seeds, shots_list)
         if self.missing:
-            raise SystemExit(
+            raise UsageError(
                 "No config for:\n  " + "\n  ".join(sorted(set(self.missing)))
                 + "\nPass one with --configs METHOD=CFG (a name under configs/trainers/METHOD/), "
                 "or add the key to the trainer's SWEEP_CONFIGS."
@@ -202,14 +207,14 @@ def resolve_methods(names: list[str]) -> list[type[TrainerX]]:
     try:
         return [TRAINER_REGISTRY.get(n) for n in names]
     except KeyError as err:
-        raise SystemExit(f"--methods: {err.args[0]}") from None
+        raise UsageError(f"--methods: {err.args[0]} (a trainer written for Dassl needs --trainer-file)") from None
 
 
 def check_datasets(names: list[str]) -> None:
     known = sorted(p.stem for p in (REPO / "configs" / "datasets").glob("*.yaml"))
     for name in names:
         if name not in known:
-            raise SystemExit(f"--datasets: no configs/datasets/{name}.yaml.{did_you_mean(name, known)} "
+            raise UsageError(f"--datasets: no configs/datasets/{name}.yaml.{did_you_mean(name, known)} "
                              f"Available: {', '.join(known)}")
 
 
@@ -219,9 +224,9 @@ def parse_overrides(items: list[str], methods: list[type[TrainerX]]) -> dict[str
     for item in items:
         method, sep, cfg = item.partition("=")
         if not sep or not cfg:
-            raise SystemExit(f"--configs takes METHOD=CFG (e.g. CoOp=vit_b16_ep50), got {item!r}")
+            raise UsageError(f"--configs takes METHOD=CFG (e.g. CoOp=vit_b16_ep50), got {item!r}")
         if method not in names:
-            raise SystemExit(f"--configs {item}: {method!r} is not in --methods ({' '.join(names)})."
+            raise UsageError(f"--configs {item}: {method!r} is not in --methods ({' '.join(names)})."
                              f"{did_you_mean(method, names)}")
         out[method] = cfg
     return out
@@ -232,7 +237,7 @@ def check_config_files(chains: list[Chain]) -> None:
         for step in chain.steps:
             path = REPO / "configs" / "trainers" / step.args[0] / f"{step.args[1]}.yaml"
             if not path.is_file():
-                raise SystemExit(f"Config {path.relative_to(REPO)} does not exist (method {step.args[0]}); "
+                raise UsageError(f"Config {path.relative_to(REPO)} does not exist (method {step.args[0]}); "
                                  "fix its SWEEP_CONFIGS entry or the --configs value")
 
 
@@ -253,6 +258,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1,
                    help="chains run in parallel (GPUs round-robin, else the CPU threads split)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, one per line, and run nothing")
+    p.add_argument("--trainer-file", nargs="+", default=[], metavar="PATH",
+                   help=f"trainer files written for Dassl and their config keys, as train.py takes them; the "
+                        f"runs get them through ${ENV_VAR}")
     args = p.parse_args(argv)
     for name in ("methods", "datasets", "seeds", "shots"):  # a repeated item would run twice at once
         if getattr(args, name):
@@ -266,6 +274,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    trainer_files = load_trainer_files(args.trainer_file)
     methods = resolve_methods(args.methods)
     datasets = args.datasets or DEFAULT_DATASETS[args.protocol]
     check_datasets(datasets)
@@ -275,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         env["DATA"] = str(args.root.resolve())
     if args.output:
         env["OUTPUT"] = str(args.output.resolve())
+    if trainer_files:
+        env[ENV_VAR] = os.pathsep.join(map(str, trainer_files))
     output = env.get("OUTPUT") or os.environ.get("OUTPUT") or "output"
     overrides = parse_overrides(args.configs, methods)
     planner = Planner(args.protocol, methods, args.config_set, overrides, args.opts, output)
@@ -291,4 +302,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from engine.launch import command_argv, run_state
+
 if TYPE_CHECKING:
     from tools.sweep import Chain, Step
 
@@ -28,6 +30,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 def finished(run_dir: str) -> bool:
     return (REPO / run_dir / "results.json").is_file()
+
+
+def planned_runs(step: Step, env: dict[str, str]) -> list[list[str]]:
+    """The train.py argument lists a step would run (scripts/common.sh with PRINT_RUNS)."""
+    out = subprocess.run(["bash", "scripts/run.sh", step.function, *step.args], cwd=REPO, capture_output=True,
+                         text=True, env={**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable), **env,
+                                         "SHOTS": str(step.shots), "PRINT_RUNS": "1"})
+    if out.returncode:
+        return []
+    return [command_argv(line, REPO) for line in out.stdout.splitlines() if line.startswith("train.py ")]
+
+
+def step_done(step: Step, env: dict[str, str]) -> bool:
+    """Whether every run of the step is finished with this very manifest (engine/run_identity.py),
+    so the step can be skipped without starting it."""
+    runs = planned_runs(step, env)
+    return bool(runs) and all(run_state(argv)[1] == "finished" for argv in runs)
 
 
 def newest_log(run_dir: str) -> Path | None:
@@ -122,7 +141,7 @@ class Runner:
         with open(self.log_dir / f"{chain.name}.log", "a", buffering=1) as log:
             for step in chain.steps:
                 command = step.command(self.env)
-                if all(finished(d) for d in step.out_dirs):
+                if step_done(step, self.env):
                     log.write(f"# finished earlier, skipped: {command}\n")
                     outcome.skipped += 1
                     continue

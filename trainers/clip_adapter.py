@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from backbone import ClipBackbone
+from engine.errors import ConfigError
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
 from trainers.common import ClipTrainer
@@ -26,7 +27,7 @@ class FeatureAdapter(nn.Module):
         super().__init__()
         hidden = width // reduction
         if hidden < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"TRAINER.CLIPADAPTER.REDUCTION {reduction} leaves no hidden unit for the embedding width {width}"
             )
         self.down = nn.Linear(width, hidden, bias=False, dtype=dtype, device=device)
@@ -68,9 +69,9 @@ class CLIPAdapter(ClipTrainer):
         super().check_cfg(cfg)
         c = cfg.TRAINER.CLIPADAPTER
         if not isinstance(c.REDUCTION, int) or c.REDUCTION < 1:
-            raise ValueError(f"TRAINER.CLIPADAPTER.REDUCTION must be a positive integer, got {c.REDUCTION!r}")
+            raise ConfigError(f"TRAINER.CLIPADAPTER.REDUCTION must be a positive integer, got {c.REDUCTION!r}")
         if not 0.0 <= c.RATIO <= 1.0:
-            raise ValueError(f"TRAINER.CLIPADAPTER.RATIO must be in [0, 1], got {c.RATIO!r}")
+            raise ConfigError(f"TRAINER.CLIPADAPTER.RATIO must be in [0, 1], got {c.RATIO!r}")
 
     def build_model(self) -> None:
         c = self.cfg.TRAINER.CLIPADAPTER

@@ -11,6 +11,7 @@ from torch import nn
 from backbone import ClipBackbone, load_clip
 from backbone.precision import autocast, grad_scaler
 from engine.checkpoint import load_checkpoint, load_learnable_state
+from engine.errors import ConfigError
 from engine.trainer import TrainerX
 
 PRECISIONS = ("fp16", "fp32", "amp")
@@ -65,7 +66,7 @@ class ClipTrainer(TrainerX):
 
     def check_cfg(self, cfg) -> None:
         if self.prec not in PRECISIONS:
-            raise ValueError(f"TRAINER.{self.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got {self.prec!r}")
+            raise ConfigError(f"TRAINER.{self.CONFIG_NODE}.PREC must be one of {PRECISIONS}, got {self.prec!r}")
 
     def load_backbone(self) -> ClipBackbone:
         name = self.cfg.MODEL.BACKBONE.NAME

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from backbone import ClipBackbone
+from engine.errors import ConfigError
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
 from trainers.common import ClipTrainer, TextClassifier
@@ -102,7 +103,7 @@ class CoOp(ClipTrainer):
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
         if cfg.TRAINER.COOP.CLASS_TOKEN_POSITION not in POSITIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"TRAINER.COOP.CLASS_TOKEN_POSITION must be one of {POSITIONS}, "
                 f"got {cfg.TRAINER.COOP.CLASS_TOKEN_POSITION!r}"
             )

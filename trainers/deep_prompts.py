@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from backbone import ClipBackbone, TowerHooks, append_tokens, replace_tokens
+from engine.errors import ConfigError
 from trainers.common import TextClassifier
 
 
@@ -51,7 +52,7 @@ class ClassPrompts(nn.Module):
     def __init__(self, clip: ClipBackbone, classnames: list[str], n_ctx: int, ctx_init: str):
         super().__init__()
         if n_ctx < 1:
-            raise ValueError(f"The text prompt needs at least one context token, got N_CTX {n_ctx}")
+            raise ConfigError(f"The text prompt needs at least one context token, got N_CTX {n_ctx}")
         prefix, ctx = init_phrase(clip, n_ctx, ctx_init)
         if ctx is None:
             ctx = normal_prompts(1, n_ctx, clip.text_width, clip)[0].data
@@ -100,7 +101,7 @@ def vision_hooks(prompts: Sequence[Tensor]) -> TowerHooks:
 
 def check_depth(name: str, depth: int, layers: int, minimum: int = 0) -> None:
     if not minimum <= depth <= layers:
-        raise ValueError(f"{name} must be in {minimum}..{layers} (the tower's layers), got {depth}")
+        raise ConfigError(f"{name} must be in {minimum}..{layers} (the tower's layers), got {depth}")
 
 
 class DeepPrompts(nn.Module):
@@ -126,7 +127,7 @@ class IndependentPrompts(DeepPrompts):
         check_depth("PROMPT_DEPTH_TEXT", depth_text, clip.text_layers, minimum=1)
         check_depth("PROMPT_DEPTH_VISION", depth_vision, clip.vision_layers)
         if depth_vision and n_ctx_vision < 1:
-            raise ValueError(f"PROMPT_DEPTH_VISION {depth_vision} needs N_CTX_VISION >= 1")
+            raise ConfigError(f"PROMPT_DEPTH_VISION {depth_vision} needs N_CTX_VISION >= 1")
         self.text = ClassPrompts(clip, classnames, n_ctx_text, ctx_init)
         self.text_prompts = normal_prompts(depth_text - 1, n_ctx_text, clip.text_width, clip)
         self.vision_prompts = normal_prompts(depth_vision, n_ctx_vision, clip.vision_width, clip)

@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from backbone import ClipBackbone
-from engine.checkpoint import learnable_state, load_learnable_state
-from engine.io import atomic_write
+from engine.checkpoint import (
+    CheckpointDamagedError, learnable_state, load_learnable_state, load_tensors, save_tensors,
+)
+from engine.errors import MissingFileError
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
 from trainers.common import ClipTrainer, accuracy
@@ -188,17 +190,17 @@ class PromptSRC(ClipTrainer):
         """Epoch checkpoints also keep the GPA running sum (its own file, so that checkpoints
         stay learnable tensors only), which a resumed run needs."""
         if not model_name:
-            path = gpa_file(directory, epoch + 1)
-            atomic_write(path, lambda tmp: torch.save(self.gpa.state_dict(), tmp))
+            save_tensors(self.gpa.state_dict(), gpa_file(directory, epoch + 1))
         super().save_model(epoch, directory, val_result, model_name)
-        if not model_name:
-            gpa_file(directory, epoch).unlink(missing_ok=True)
 
-    def resume_model_if_exist(self, directory: str) -> int:
-        start = super().resume_model_if_exist(directory)
-        if start:
-            path = gpa_file(directory, start)
-            if not path.is_file():
-                raise FileNotFoundError(f"Resuming PromptSRC at epoch {start} needs its GPA state {path}")
-            self.gpa.load_state_dict(torch.load(path, map_location="cpu"), self.device)
-        return start
+    def remove_checkpoint(self, directory: str, epochs: int) -> None:
+        super().remove_checkpoint(directory, epochs)
+        gpa_file(directory, epochs).unlink(missing_ok=True)
+
+    def load_resume_extras(self, directory: str, epochs: int) -> None:
+        path = gpa_file(directory, epochs)
+        try:
+            state = load_tensors(path, "PromptSRC's GPA state")
+        except MissingFileError as e:  # written just before its checkpoint, so only lost by damage
+            raise CheckpointDamagedError(f"Resuming PromptSRC at epoch {epochs} needs its GPA state: {e}") from None
+        self.gpa.load_state_dict(state, self.device)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from engine.errors import ConfigError
 from engine.registry import TRAINER_REGISTRY
 from trainers.common import ClipTrainer, TextClassifier
 from trainers.templates import class_prompts
@@ -32,4 +33,4 @@ class ZeroshotCLIP(ClipTrainer):
         self.model = ZeroShotClassifier(clip, prompts)
 
     def train(self) -> None:
-        raise RuntimeError("ZeroshotCLIP has nothing to train: run it with --eval-only")
+        raise ConfigError("ZeroshotCLIP has nothing to train: run it with --eval-only")

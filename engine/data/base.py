@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from engine.io import atomic_write_text
+from engine.errors import ConfigError, DataError, MissingFileError
+from engine.io import atomic_write_text, read_json
 from engine.registry import Registry
 
 DATASET_REGISTRY = Registry("dataset")
@@ -73,7 +74,7 @@ def lab2cname_of(items: Iterable[Datum]) -> dict[int, str]:
     labels = sorted(mapping)
     if labels != list(range(len(labels))):
         missing = sorted(set(range(max(labels, default=-1) + 1)) - set(labels))
-        raise ValueError(f"Labels must be contiguous from 0; missing labels {missing[:10]}")
+        raise DataError(f"Labels must be contiguous from 0; missing labels {missing[:10]}")
     return mapping
 
 
@@ -104,19 +105,24 @@ class SplitDataset(DatasetBase):
         super().__init__(*apply_protocol(cfg, train, val, test, self.root, self.images))
 
     def make_splits(self) -> tuple[list[Datum], list[Datum], list[Datum]]:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{type(self).__name__}: split file {self.root / self.split_file} is missing. "
             f"Fetch it with: python tools/download_splits.py --root <DATA> (see {DATASETS_DOC})"
         )
 
 
-def apply_protocol(cfg, train: list[Datum], val: list[Datum] | None, test: list[Datum], root: Path, images: Path):
+def apply_protocol(cfg, train: list[Datum], val: list[Datum] | None, test: list[Datum], root: Path, images: Path,
+                   fewshot_dir: Path | None = None):
     """The steps every trainable dataset shares: few-shot subset (DATASET.NUM_SHOTS), base/new
     classes (DATASET.SUBSAMPLE_CLASSES), then one missing-image check. `val` may be None
-    (ImageNet has no validation split)."""
-    if cfg.DATASET.NUM_SHOTS >= 1:
+    (ImageNet has no validation split). Few-shot picks are cached in `fewshot_dir` (default
+    root/split_fewshot); a dataset whose split can change gives each split its own folder."""
+    if cfg.DATASET.NUM_SHOTS < 1:
+        print(f"DATASET.NUM_SHOTS {cfg.DATASET.NUM_SHOTS}: every training image is used (Dassl's convention "
+              "for NUM_SHOTS < 1)")
+    else:
         train, fewshot_val = load_or_make_fewshot(
-            train, val or [], cfg.DATASET.NUM_SHOTS, cfg.SEED, root / "split_fewshot", images
+            train, val or [], cfg.DATASET.NUM_SHOTS, cfg.SEED, fewshot_dir or root / "split_fewshot", images
         )
         val = None if val is None else fewshot_val
     splits = subsample_classes(*([train, test] if val is None else [train, val, test]),
@@ -129,7 +135,7 @@ def apply_protocol(cfg, train: list[Datum], val: list[Datum] | None, test: list[
 
 def require_dir(path: Path, dataset: str, key: str) -> None:
     if not path.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{dataset}: dataset folder {path} does not exist. Set {key} to the folder that "
             f"contains {path.name}/ (see {DATASETS_DOC}), or check with: "
             f"python tools/verify_data.py --root <DATA>"
@@ -148,7 +154,7 @@ def _datums(records: Sequence[Sequence], image_dir: Path, source: Path) -> list[
     out = []
     for rec in records:
         if len(rec) != 3:
-            raise ValueError(f"{source}: expected [relative path, label, class name], got {rec!r}")
+            raise DataError(f"{source}: expected [relative path, label, class name], got {rec!r}")
         impath, label, classname = rec
         out.append(Datum(impath=str(image_dir / impath), label=int(label), classname=classname))
     return out
@@ -157,11 +163,13 @@ def _datums(records: Sequence[Sequence], image_dir: Path, source: Path) -> list[
 def read_split(path: Path, image_dir: Path) -> tuple[list[Datum], list[Datum], list[Datum]]:
     """Read a CoOp split JSON ({train, val, test}: [relative path, label, class name])."""
     print(f"Reading split from {path}")
-    with open(path) as f:
-        split = json.load(f)
+    split = read_json(path, "It should be CoOp's split file: delete it and fetch it again "
+                            f"(python tools/download_splits.py --root <DATA>; see {DATASETS_DOC})")
+    if not isinstance(split, dict):
+        raise DataError(f"{path}: a split file is a JSON object with train, val and test lists")
     missing = {"train", "val", "test"} - set(split)
     if missing:
-        raise ValueError(f"{path}: split file lacks {sorted(missing)}")
+        raise DataError(f"{path}: split file lacks {sorted(missing)}")
     return tuple(_datums(split[k], image_dir, path) for k in ("train", "val", "test"))
 
 
@@ -186,18 +194,51 @@ def generate_fewshot(items: Sequence[Datum], num_shots: int, rng: random.Random)
     return out
 
 
+def short_classes(items: Sequence[Datum], num_shots: int) -> list[tuple[str, int]]:
+    """(class name, image count) of the classes with fewer than `num_shots` items."""
+    return [(group[0].classname, len(group)) for group in by_label(items).values() if len(group) < num_shots]
+
+
+def warn_short_classes(items: Sequence[Datum], num_shots: int) -> None:
+    short = short_classes(items, num_shots)
+    if short:
+        shown = ", ".join(f"{name!r} ({n})" for name, n in short[:10]) + (" ..." if len(short) > 10 else "")
+        print(f"Warning: DATASET.NUM_SHOTS {num_shots} is more than {len(short)} of {len(by_label(items))} classes "
+              f"have in train: {shown}. Those classes use all their images (Dassl's rule), so this run is not "
+              f"{num_shots}-shot for them")
+
+
+FEWSHOT_CACHE_FIX = ("It is a cache: delete it and rerun, and it is regenerated from the split "
+                     "(the same seed picks the same images)")
+
+
+def _cached_fewshot(cache: Path, train, val, image_dir: Path) -> tuple[list[Datum], list[Datum]]:
+    """The cache's picks, each checked to be an image of this split with the same label."""
+    data = read_json(cache, FEWSHOT_CACHE_FIX)
+    if not isinstance(data, dict) or not {"train", "val"} <= set(data):
+        raise DataError(f"{cache}: a few-shot cache is a JSON object with train and val lists. {FEWSHOT_CACHE_FIX}")
+    picked = _datums(data["train"], image_dir, cache), _datums(data["val"], image_dir, cache)
+    for part, source in zip(picked, (train, val)):
+        known = {(d.impath, d.label) for d in source}
+        strangers = [d.impath for d in part if (d.impath, d.label) not in known]
+        if strangers:
+            raise DataError(f"{cache} lists {len(strangers)} images that are not in the current split with that label, "
+                            f"e.g. {strangers[0]}: it was made from another split. {FEWSHOT_CACHE_FIX}")
+    return picked
+
+
 def load_or_make_fewshot(train, val, num_shots: int, seed: int, cache_dir: Path, image_dir: Path):
     """K-shot train and min(K, 4)-shot val, cached as `shot_{K}-seed_{S}.json`.
 
     The picks depend only on (items, K, seed): a private RNG is used and the cache holds
-    paths relative to the image folder, so moving DATA keeps the same subset.
+    paths relative to the image folder, so moving DATA keeps the same subset. A cache is
+    used only if every image it lists is in the current split with the same label.
     """
+    warn_short_classes(train, num_shots)
     cache = cache_dir / f"shot_{num_shots}-seed_{seed}.json"
     if cache.is_file():
         print(f"Loading preprocessed few-shot data from {cache}")
-        with open(cache) as f:
-            data = json.load(f)
-        return _datums(data["train"], image_dir, cache), _datums(data["val"], image_dir, cache)
+        return _cached_fewshot(cache, train, val, image_dir)
     rng = random.Random(seed)
     train = generate_fewshot(train, num_shots, rng)
     val = generate_fewshot(val, min(num_shots, 4), rng)
@@ -210,7 +251,7 @@ def load_or_make_fewshot(train, val, num_shots: int, seed: int, cache_dir: Path,
 def subsample_classes(*splits: Sequence[Datum], subsample: str = "all") -> list[list[Datum]]:
     """Base = first ceil(n/2) labels of the first split (sorted), new = the rest; relabel from 0."""
     if subsample not in ("all", "base", "new"):
-        raise ValueError(f"DATASET.SUBSAMPLE_CLASSES must be 'all', 'base' or 'new', got {subsample!r}")
+        raise ConfigError(f"DATASET.SUBSAMPLE_CLASSES must be 'all', 'base' or 'new', got {subsample!r}")
     if subsample == "all":
         return [list(s) for s in splits]
     labels = sorted({item.label for item in splits[0]})
@@ -234,7 +275,7 @@ def random_split(items: Sequence[Datum], p_train: float, p_val: float, seed: int
         n_train = round(len(group) * p_train)
         n_val = round(len(group) * p_val)
         if n_val == 0 and p_val > 0:
-            raise ValueError(f"class {group[0].classname!r} has too few images ({len(group)}) to split")
+            raise DataError(f"class {group[0].classname!r} has too few images ({len(group)}) to split")
         train += group[:n_train]
         val += group[n_train:n_train + n_val]
         test += group[n_train + n_val:]
@@ -247,7 +288,7 @@ def check_images_exist(items: Iterable[Datum], dataset_root: Path) -> None:
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         shown = "\n  ".join(missing[:5])
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{len(missing)} of {len(paths)} images listed for {dataset_root} are missing, e.g.\n  {shown}\n"
             f"Check the folder layout in {DATASETS_DOC} or run: python tools/verify_data.py --root <DATA>"
         )

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampl
 
 from engine.data.base import DATASET_REGISTRY, Datum, DatasetBase
 from engine.data.transforms import build_test_transform, build_train_transform
+from engine.errors import ConfigError, DataError
 
 SAMPLERS = {"RandomSampler": RandomSampler, "SequentialSampler": SequentialSampler}
 
@@ -18,7 +19,7 @@ def read_image(path: str) -> Image.Image:
         with Image.open(path) as img:
             return img.convert("RGB")
     except (OSError, UnidentifiedImageError, SyntaxError) as e:
-        raise RuntimeError(f"Cannot read image {path}: {e}. Replace the file or remove it from the split.") from e
+        raise DataError(f"Cannot read image {path}: {e}. Replace the file or remove it from the split.") from e
 
 
 class DatasetWrapper(Dataset):
@@ -42,7 +43,7 @@ class DatasetWrapper(Dataset):
 
 def build_loader(cfg, items: list[Datum], sampler: str, batch_size: int, transform, is_train: bool) -> DataLoader:
     if sampler not in SAMPLERS:
-        raise ValueError(f"Unsupported sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
+        raise ConfigError(f"DATALOADER sampler: unsupported {sampler!r}; choose from {sorted(SAMPLERS)}")
     wrapped = DatasetWrapper(items, transform)
     return DataLoader(
         wrapped,
@@ -55,13 +56,15 @@ def build_loader(cfg, items: list[Datum], sampler: str, batch_size: int, transfo
 
 
 class DataManager:
-    """Builds the dataset named by DATASET.NAME and its train/val/test loaders."""
+    """Builds the dataset named by DATASET.NAME and its train/val/test loaders; `tfm_train` /
+    `tfm_test` replace the transforms the config describes (Dassl's custom_tfm_train/test)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, tfm_train=None, tfm_test=None):
         if not cfg.DATASET.NAME:
-            raise ValueError("DATASET.NAME is empty: pass --dataset-config-file configs/datasets/<name>.yaml")
+            raise ConfigError("DATASET.NAME is empty: pass --dataset-config-file configs/datasets/<name>.yaml")
         self.dataset: DatasetBase = DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
-        tfm_train, tfm_test = build_train_transform(cfg), build_test_transform(cfg)
+        tfm_train = tfm_train or build_train_transform(cfg)
+        tfm_test = tfm_test or build_test_transform(cfg)
         d = self.dataset
         self.train_loader_x = (
             build_loader(cfg, d.train_x, cfg.DATALOADER.TRAIN_X.SAMPLER, cfg.DATALOADER.TRAIN_X.BATCH_SIZE, tfm_train, True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from engine.errors import ConfigError
 from engine.registry import did_you_mean
 
 INTERPOLATION = {
@@ -17,11 +18,11 @@ CHOICES = ("random_resized_crop", "random_crop", "center_crop", "random_flip", "
 def _check(cfg) -> None:
     for name in cfg.INPUT.TRANSFORMS:
         if name not in CHOICES:
-            raise ValueError(
+            raise ConfigError(
                 f"INPUT.TRANSFORMS: unknown transform {name!r}.{did_you_mean(name, CHOICES)} Supported: {CHOICES}"
             )
     if cfg.INPUT.INTERPOLATION not in INTERPOLATION:
-        raise ValueError(f"INPUT.INTERPOLATION must be one of {sorted(INTERPOLATION)}, got {cfg.INPUT.INTERPOLATION!r}")
+        raise ConfigError(f"INPUT.INTERPOLATION must be one of {sorted(INTERPOLATION)}, got {cfg.INPUT.INTERPOLATION!r}")
 
 
 def _tail(cfg) -> list:

@@ -1,0 +1,165 @@
+"""Run identity: what a run is, recorded with everything it writes and checked before reuse.
+
+A run's manifest names its trainer, dataset, seed, shots, class subset, backbone and the
+fingerprint of the backbone's weights, whether it trains or evaluates (and which checkpoint
+files it evaluates, by digest), and its resolved config without the keys that cannot change
+a result (`IGNORED_KEYS`). It goes into `results.json` and into every checkpoint. Resuming
+from a checkpoint, skipping a finished run and evaluating a model compare manifests, and a
+difference is refused with the fields that differ. The code version is recorded, not
+compared: updating the toolbox does not invalidate finished runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from engine.cache import sha256_file
+from engine.checkpoint import model_folders, resolve_model_file
+
+# Keys that say where files are or how often to print, never what is computed.
+IGNORED_KEYS = (
+    "OUTPUT_DIR", "RESUME", "DATASET.ROOT", "DATALOADER.NUM_WORKERS", "TRAIN.PRINT_FREQ",
+    "TRAIN.CHECKPOINT_FREQ", "VERBOSE", "USE_CUDA",
+)
+# Manifest entries recorded for the reader but not compared.
+UNCOMPARED = ("code", "config_sha256")
+# What an evaluation must share with the run that trained the model it loads.
+MODEL_FIELDS = ("trainer", "backbone", "weights")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """`git describe` of this checkout (with -dirty), else the package version."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return f"git:{out.stdout.strip()}"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    try:
+        import tomllib
+
+        return f"promptlab {tomllib.loads((REPO / 'pyproject.toml').read_text())['project']['version']}"
+    except (OSError, KeyError, ValueError, ImportError):
+        return "unknown"
+
+
+def _drop(config: dict, dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node.get(key)
+        if not isinstance(node, dict):
+            return
+    node.pop(leaf, None)
+
+
+def result_config(config: dict) -> dict:
+    """A resolved config (plain dict) without IGNORED_KEYS."""
+    config = json.loads(json.dumps(config))
+    for key in IGNORED_KEYS:
+        _drop(config, key)
+    return config
+
+
+def plain_config(cfg) -> dict:
+    """A yacs config as plain Python data (lists, not tuples), as results.json records it."""
+    return yaml.safe_load(cfg.dump())
+
+
+def run_manifest(cfg, mode: str = "train", model: dict | None = None, strict: bool = True) -> dict:
+    """The manifest of the run `cfg` describes; `mode` is "train" or "eval" (which loads `model`,
+    as described by `describe_model`). With strict False (predicting a run's state, e.g. for a
+    sweep's skip rule), weights that cannot be found are fingerprinted as "unavailable"."""
+    from backbone import weights_fingerprint
+    from engine.errors import UserError
+
+    try:
+        weights = weights_fingerprint(cfg.MODEL.BACKBONE.NAME, cfg.MODEL.BACKBONE.PRETRAINED)
+    except (UserError, FileNotFoundError, ValueError) as e:
+        if strict:
+            raise
+        weights = f"unavailable: {e}"
+    config = result_config(plain_config(cfg))
+    return {
+        "trainer": cfg.TRAINER.NAME,
+        "dataset": cfg.DATASET.NAME,
+        "seed": cfg.SEED,
+        "num_shots": cfg.DATASET.NUM_SHOTS,
+        "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,
+        "backbone": cfg.MODEL.BACKBONE.NAME,
+        "weights": weights,
+        "mode": mode,
+        "model": model,
+        "config": config,
+        "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+        "code": code_version(),
+    }
+
+
+def legacy_manifest(results: dict) -> dict:
+    """What a results.json written before manifests tells about its run (compared on these
+    fields only)."""
+    fields = {k: results[k] for k in ("trainer", "dataset", "seed", "num_shots", "subsample", "backbone")
+              if k in results}
+    if isinstance(results.get("config"), dict):
+        fields["config"] = result_config(results["config"])
+    return fields
+
+
+# ---- which checkpoint an evaluation loads ----------------------------------------------------
+def describe_model(directory: str | Path | None, epoch: int | None) -> dict | None:
+    """The checkpoint files an evaluation of `directory` loads, by digest (None: no model)."""
+    if not directory:
+        return None
+    files = {}
+    for folder in model_folders(directory):
+        path = resolve_model_file(folder, epoch)
+        files[folder.name] = {"file": path.name, "sha256": sha256_file(path) if path.is_file() else None}
+    return {"epoch": epoch, "files": files}
+
+
+# ---- comparing ------------------------------------------------------------------------------------
+def _flatten(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict) and value:
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
+
+
+def differences(recorded: dict, current: dict, fields: tuple[str, ...] | None = None) -> list[str]:
+    """'field: recorded vs this run' for every compared field that differs, config keys one by
+    one. Fields absent from `recorded` (files of earlier versions) are not compared, nor are
+    config keys that only one side has (a key a newer version added, with its default)."""
+    out = []
+    for field in fields or tuple(k for k in current if k not in UNCOMPARED):
+        if field not in recorded:
+            continue
+        old, new = recorded[field], current.get(field)
+        if field in ("config", "model"):
+            flat_old, flat_new = _flatten(old, field), _flatten(new, field)
+            keys = set(flat_old) & set(flat_new) if field == "config" else set(flat_old) | set(flat_new)
+            for key in sorted(keys):
+                if flat_old.get(key, "<absent>") != flat_new.get(key, "<absent>"):
+                    out.append(f"{key}: {flat_old.get(key, '<absent>')!r} (recorded) vs "
+                               f"{flat_new.get(key, '<absent>')!r} (this run)")
+        elif old != new:
+            out.append(f"{field}: {old!r} (recorded) vs {new!r} (this run)")
+    return out
+
+
+def mismatch_message(what: str, diffs: list[str], output_dir: str | Path | None, restart_flag: str) -> str:
+    shown = diffs[:12] + ([f"... and {len(diffs) - 12} more"] if len(diffs) > 12 else [])
+    ways = (f"Use another --output-dir for this run, or rerun with {restart_flag} to move the old run aside "
+            f"(to a hidden folder next to {output_dir}; nothing is deleted)") if output_dir else \
+        "Point to the run you meant, or train a new one"
+    return f"{what} belongs to another run:\n" + "\n".join(f"- {d}" for d in shown) + f"\n{ways}."

@@ -1,0 +1,237 @@
+"""`dassl.utils` for trainer and dataset files: Dassl's registry interface over promptlab's
+registries, its file and checkpoint helpers, and its meters (promptlab's own)."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import warnings
+from collections import OrderedDict
+from difflib import SequenceMatcher
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from engine.checkpoint import POINTER, latest_checkpoint, learnable_state, load_learnable_state
+from engine.checkpoint import save_checkpoint as save_checkpoint_file
+from engine.data.manager import read_image
+from engine.errors import MissingFileError
+from engine.registry import Registry as EngineRegistry
+from engine.utils import AverageMeter, MetricMeter, set_random_seed
+
+EXTERNAL_PREFIX = "promptlab_external"  # the package external code is imported under (external/loader.py)
+BEST = "model-best.pth.tar"
+
+__all__ = [
+    "AverageMeter", "MetricMeter", "Registry", "check_availability", "check_isfile", "collect_env_info",
+    "count_num_param", "get_most_similar_str_to_a_from_b", "init_network_weights", "listdir_nohidden",
+    "load_checkpoint", "load_pretrained_weights", "mkdir_if_missing", "read_image", "read_json",
+    "resume_from_checkpoint", "save_checkpoint", "set_random_seed", "tolist_if_not", "write_json",
+]
+
+
+def is_external(obj: Any) -> bool:
+    return getattr(obj, "__module__", "").startswith(EXTERNAL_PREFIX + ".")
+
+
+class Registry:
+    """Dassl's Registry interface: `register()` as a decorator, `register(obj)`, `get`,
+    `registered_names`. Built on one of promptlab's registries (`backing`) when given, so what
+    external files register reaches train.py, the sweep and the comparison.
+
+    A name promptlab already has (a repository's copy of coop.py registers CoOp) keeps
+    promptlab's class: the file's class stays unregistered, with a one-line note, so a run
+    named CoOp is always the built-in CoOp and output folders never mix the two.
+    """
+
+    def __init__(self, name: str, backing: EngineRegistry | None = None):
+        self._name = name
+        self._backing = backing or EngineRegistry(name)
+
+    def register(self, obj: Any = None, force: bool = False) -> Callable | None:
+        if obj is None:
+            def decorator(fn_or_class):
+                self._add(fn_or_class, force)
+                return fn_or_class
+
+            return decorator
+        self._add(obj, force)
+        return None
+
+    def _add(self, obj: Any, force: bool) -> None:
+        name = obj.__name__
+        if name in self._backing:
+            current = self._backing.get(name)
+            if current is obj:
+                return
+            if not is_external(current):
+                print(f"{obj.__module__}: {name} is promptlab's built-in {self._name.lower()} "
+                      f"({current.__module__}); the built-in one is used")
+                return
+        self._backing.register(replace=force)(obj)
+
+    def get(self, name: str) -> Any:
+        return self._backing.get(name)
+
+    def registered_names(self) -> list[str]:
+        return self._backing.names()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._backing
+
+
+def mkdir_if_missing(dirname: str) -> None:
+    try:
+        os.makedirs(dirname, exist_ok=True)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise
+
+
+def check_isfile(fpath: str) -> bool:
+    """Whether `fpath` is a file; warns when it is not (Dassl's semantics)."""
+    isfile = os.path.isfile(fpath)
+    if not isfile:
+        warnings.warn(f'No file found at "{fpath}"')
+    return isfile
+
+
+def read_json(fpath: str) -> Any:
+    with open(fpath) as f:
+        return json.load(f)
+
+
+def write_json(obj: Any, fpath: str) -> None:
+    mkdir_if_missing(os.path.dirname(fpath) or ".")
+    with open(fpath, "w") as f:
+        json.dump(obj, f, indent=4, separators=(",", ": "))
+
+
+def collect_env_info() -> str:
+    import PIL
+    from torch.utils.collect_env import get_pretty_env_info
+
+    return f"{get_pretty_env_info()}\n        Pillow ({PIL.__version__})"
+
+
+def listdir_nohidden(path: str, sort: bool = False) -> list[str]:
+    items = [name for name in os.listdir(path) if not name.startswith(".")]
+    return sorted(items) if sort else items
+
+
+def get_most_similar_str_to_a_from_b(a: str, b: list[str]) -> str | None:
+    best, chosen = -1.0, None
+    for candidate in b:
+        ratio = SequenceMatcher(None, a, candidate).ratio()
+        if ratio >= best:
+            best, chosen = ratio, candidate
+    return chosen
+
+
+def check_availability(requested: str, available: list[str]) -> None:
+    if requested not in available:
+        raise ValueError(f"The requested one is expected to belong to {available}, but got [{requested}] "
+                         f"(do you mean [{get_most_similar_str_to_a_from_b(requested, available)}]?)")
+
+
+def tolist_if_not(x: Any) -> list:
+    return x if isinstance(x, list) else [x]
+
+
+# ---- checkpoints ------------------------------------------------------------------------------------
+def load_checkpoint(fpath: str) -> dict:
+    """A checkpoint dict, on the GPU it was saved from when there is one, else on the CPU."""
+    if fpath is None:
+        raise ValueError("File path is None")
+    if not os.path.exists(fpath):
+        raise MissingFileError(f'File is not found at "{fpath}"')
+    return torch.load(fpath, map_location=None if torch.cuda.is_available() else "cpu", weights_only=False)
+
+
+def _without_module_prefix(state: dict) -> OrderedDict:
+    return OrderedDict((k[len("module."):] if k.startswith("module.") else k, v) for k, v in state.items())
+
+
+def save_checkpoint(state: dict, save_dir: str, is_best: bool = False, remove_module_from_keys: bool = True,
+                    model_name: str = "") -> None:
+    """Dassl's save_checkpoint, written atomically: `save_dir/model_name` (default
+    model.pth.tar-<epoch>), the `checkpoint` pointer, and a model-best copy if `is_best`."""
+    if remove_module_from_keys:
+        state = {**state, "state_dict": _without_module_prefix(state["state_dict"])}
+    path = save_checkpoint_file(state, Path(save_dir), model_name or f"model.pth.tar-{state['epoch']}")
+    if is_best:
+        save_checkpoint_file(state, Path(save_dir), BEST, update_pointer=False)
+        print(f'Best checkpoint saved to "{path.with_name(BEST)}"')
+
+
+def resume_from_checkpoint(fdir: str, model: nn.Module, optimizer=None, scheduler=None) -> int:
+    """Load the newest checkpoint of `fdir` (its `checkpoint` pointer); returns its epoch."""
+    path = latest_checkpoint(Path(fdir))
+    if path is None:
+        raise MissingFileError(f"No {POINTER} file naming a checkpoint in {fdir}")
+    print(f'Loading checkpoint from "{path}"')
+    checkpoint = load_checkpoint(str(path))
+    state = checkpoint["state_dict"]
+    if set(state) == set(learnable_state(model)):
+        load_learnable_state(model, state, str(path))  # promptlab's format: learnable tensors only
+    else:
+        model.load_state_dict(state)
+    if optimizer is not None and checkpoint.get("optimizer") is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    if scheduler is not None and checkpoint.get("scheduler") is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    print(f"Previous epoch: {checkpoint['epoch']}")
+    return checkpoint["epoch"]
+
+
+def load_pretrained_weights(model: nn.Module, weight_path: str) -> None:
+    """Load the tensors of a checkpoint whose names and shapes fit `model`; others are listed."""
+    checkpoint = load_checkpoint(weight_path)
+    state = _without_module_prefix(checkpoint.get("state_dict", checkpoint))
+    current = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in current and current[k].size() == v.size()}
+    discarded = [k for k in state if k not in matched]
+    current.update(matched)
+    model.load_state_dict(current)
+    if not matched:
+        warnings.warn(f"Cannot load {weight_path} (check the key names manually)")
+        return
+    print(f"Successfully loaded pretrained weights from {weight_path}")
+    if discarded:
+        print(f"Layers discarded due to unmatched keys or size: {discarded}")
+
+
+def count_num_param(model: nn.Module | None = None, params=None) -> int:
+    if model is not None:
+        return sum(p.numel() for p in model.parameters())
+    if params is not None:
+        return sum(p["params"].numel() if isinstance(p, dict) else p.numel() for p in params)
+    raise ValueError("model and params must provide at least one.")
+
+
+def init_network_weights(model: nn.Module, init_type: str = "normal", gain: float = 0.02) -> None:
+    """Dassl's initialisation: conv/linear weights by `init_type`, biases 0, norms weight 1."""
+    inits = {
+        "normal": lambda w: nn.init.normal_(w, 0.0, gain),
+        "xavier": lambda w: nn.init.xavier_normal_(w, gain=gain),
+        "kaiming": lambda w: nn.init.kaiming_normal_(w, a=0, mode="fan_in"),
+        "orthogonal": lambda w: nn.init.orthogonal_(w, gain=gain),
+    }
+    if init_type not in inits:
+        raise NotImplementedError(f"initialization method {init_type} is not implemented")
+
+    def init(module: nn.Module) -> None:
+        name = type(module).__name__
+        if hasattr(module, "weight") and ("Conv" in name or "Linear" in name):
+            inits[init_type](module.weight.data)
+            if getattr(module, "bias", None) is not None:
+                nn.init.constant_(module.bias.data, 0.0)
+        elif "BatchNorm" in name or "InstanceNorm" in name:
+            if module.weight is not None:
+                nn.init.constant_(module.weight.data, 1.0)
+            if module.bias is not None:
+                nn.init.constant_(module.bias.data, 0.0)
+
+    model.apply(init)

@@ -1,0 +1,295 @@
+"""Loading code written for Dassl and OpenAI's `clip`: trainer and dataset files, folders of
+them, and their config keys (a repository's `extend_cfg`, or a YAML of defaults).
+
+Where `dassl` and `clip` come from: compat/ holds promptlab's `dassl` and `clip` layers. It is
+not a package, and `activate` puts it at the front of sys.path only in a process that loads
+external code (train.py --trainer-file, tools/sweep.py --trainer-file, $PROMPTLAB_TRAINER_FILES):
+- promptlab's own modules never import `dassl` or `clip` (tests/test_external.py checks), so
+  an installed Dassl or OpenAI clip stays what `import dassl` / `import clip` gives elsewhere;
+- in a process that runs external trainers, their files get promptlab's layers even where the
+  real packages are installed (a one-line note names those): the registries must be ours;
+- a repository's bundled copies (CoOp's clip/, KgCoOp's Dassl fork) are never imported, as
+  files are imported by path and their repository never goes on sys.path.
+
+A file is imported as a module of a package `promptlab_external.<folder>_<hash>` made for its
+folder (the folder's __init__.py is not run), so relative imports between its files work and
+their names never collide with promptlab's `trainers` or `datasets` packages.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import types
+from pathlib import Path
+from typing import Callable, Iterable
+
+import yaml
+from yacs.config import CfgNode as CN
+
+from engine.cache import sha256_file
+from engine.config import CONFIG_EXTENSIONS
+from engine.errors import ConfigError, MissingFileError, UsageError, UserError
+
+ENV_VAR = "PROMPTLAB_TRAINER_FILES"
+COMPAT_DIR = Path(__file__).resolve().parents[1] / "compat"
+PACKAGE = "promptlab_external"
+DOC = "docs/EXTENDING.md#run-a-trainer-written-for-dassl"
+_LAYERS = ("dassl", "clip")
+_CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*")
+
+# Every file loaded in this process: path -> "module" (imported), "extend_cfg" or "defaults".
+LOADED: dict[Path, str] = {}
+
+
+class ExternalCodeError(UserError, ImportError):
+    """A trainer/dataset file that cannot be loaded as given (unsupported API, bad file)."""
+
+
+# ---- activation ------------------------------------------------------------------------------------
+def _outside_compat(path: str | None) -> bool:
+    return path is not None and not Path(path).resolve().is_relative_to(COMPAT_DIR)
+
+
+def activate() -> None:
+    """Put compat/ first on sys.path (once), after promptlab's own trainers and datasets have
+    registered, so that those keep their names (external/dassl_utils.Registry)."""
+    if str(COMPAT_DIR) in sys.path:
+        return
+    for name in _LAYERS:
+        module = sys.modules.get(name)
+        if module is not None and _outside_compat(getattr(module, "__file__", None)):
+            raise UsageError(
+                f"A '{name}' package ({module.__file__}) was imported before promptlab's {name} layer could be "
+                f"put in place. Load trainer files before anything imports {name} ({DOC})"
+            )
+        spec = importlib.util.find_spec(name) if module is None else None
+        if spec is not None and _outside_compat(spec.origin):
+            print(f"Note: the installed '{name}' ({spec.origin}) is not used in this process: "
+                  f"trainer files get promptlab's {name} layer ({DOC})")
+    importlib.import_module("trainers")
+    importlib.import_module("datasets")
+    from external.dassl_config import add_dassl_keys
+
+    CONFIG_EXTENSIONS.append(add_dassl_keys)
+    sys.path.insert(0, str(COMPAT_DIR))
+
+
+# ---- which files ---------------------------------------------------------------------------------
+def requested_paths(paths: Iterable[str] = ()) -> list[Path]:
+    """The paths given plus those in $PROMPTLAB_TRAINER_FILES (os.pathsep-separated), resolved,
+    each once, in order."""
+    env = [p for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    out: list[Path] = []
+    for raw in [*paths, *env]:
+        path = Path(raw).expanduser().resolve()
+        if not path.exists():
+            raise MissingFileError(f"Trainer file {raw} does not exist (--trainer-file or ${ENV_VAR})")
+        if path not in out:
+            out.append(path)
+    return out
+
+
+def load_trainer_files(paths: Iterable[str] = ()) -> list[Path]:
+    """Load trainer/dataset files, folders of them, extend_cfg sources and YAML defaults (see
+    `load_path`) from `paths` and $PROMPTLAB_TRAINER_FILES; returns the resolved paths."""
+    requested = requested_paths(paths)
+    if requested:
+        activate()
+    for path in requested:
+        load_path(path)
+    return requested
+
+
+def load_path(path: Path) -> None:
+    """A folder: each of its *.py files (not starting with '_'). A .yaml/.yml file: config
+    defaults. A .py file that registers something (a `...REGISTRY.register` decorator or call):
+    imported. A .py file that only defines `extend_cfg` (e.g. a repository's train.py): its
+    extend_cfg adds config keys, and the file itself is not imported. Any other .py file:
+    imported (a helper that registered files import)."""
+    if path.is_dir():
+        for file in sorted(path.glob("*.py")):
+            if not file.name.startswith("_"):
+                load_path(file)
+        return
+    if path in LOADED:
+        return
+    if path.suffix in (".yaml", ".yml"):
+        CONFIG_EXTENSIONS.append(_yaml_defaults(path))
+        LOADED[path] = "defaults"
+        return
+    if path.suffix != ".py":
+        raise UsageError(f"--trainer-file {path}: expected a .py file, a folder of them, or a .yaml of config defaults")
+    tree = _parse(path)
+    if not _registers(tree) and _function(tree, "extend_cfg") is not None:
+        CONFIG_EXTENSIONS.append(_extend_cfg(path, tree))
+        LOADED[path] = "extend_cfg"
+        return
+    _import(path)
+    LOADED[path] = "module"
+
+
+def _parse(path: Path) -> ast.Module:
+    try:
+        return ast.parse(path.read_text(), str(path))
+    except SyntaxError as e:
+        raise ExternalCodeError(f"{path}:{e.lineno}: {e.msg}") from None
+
+
+def _registers(tree: ast.Module) -> bool:
+    def registry_name(node: ast.expr) -> str:
+        return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+    return any(
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register"
+        and registry_name(node.func.value).endswith("REGISTRY")
+        for node in ast.walk(tree)
+    )
+
+
+def _function(tree: ast.Module, name: str) -> ast.FunctionDef | None:
+    return next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+
+
+# ---- importing ---------------------------------------------------------------------------------------
+def _package_for(folder: Path) -> str:
+    """A package module whose __path__ is `folder`, made once per folder."""
+    if PACKAGE not in sys.modules:
+        root = types.ModuleType(PACKAGE)
+        root.__path__ = []
+        sys.modules[PACKAGE] = root
+    safe = re.sub(r"\W", "_", folder.name) or "root"
+    name = f"{PACKAGE}.{safe}_{hashlib.sha1(str(folder).encode()).hexdigest()[:8]}"
+    if name not in sys.modules:
+        package = types.ModuleType(name)
+        package.__path__ = [str(folder)]
+        package.__file__ = None
+        sys.modules[name] = package
+    return name
+
+
+def _import(path: Path) -> types.ModuleType:
+    module_name = f"{_package_for(path.parent)}.{path.stem}"
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as e:
+        if (e.name or "").split(".")[0] in _LAYERS:
+            raise ExternalCodeError(
+                f"{path}: {e}. promptlab's Dassl and clip layers provide the names that prompt learners use; "
+                f"this one is not among them ({DOC})"
+            ) from e
+        e.add_note(f"(while importing the trainer file {path})")
+        raise
+
+
+# ---- config keys ---------------------------------------------------------------------------------------
+def _imports_yacs(node: ast.stmt) -> bool:
+    if isinstance(node, ast.ImportFrom):
+        return (node.module or "").split(".")[0] == "yacs"
+    return isinstance(node, ast.Import) and all(a.name.split(".")[0] == "yacs" for a in node.names)
+
+
+def _extend_cfg(path: Path, tree: ast.Module) -> Callable[[CN], None]:
+    """The file's extend_cfg, compiled alone with the file's yacs imports (CN is predefined):
+    a repository's train.py imports its whole tree, which must not be imported here."""
+    body = [n for n in tree.body if _imports_yacs(n)] + [_function(tree, "extend_cfg")]
+    namespace: dict = {"CN": CN, "CfgNode": CN}
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(path), "exec"), namespace)
+    extend = namespace["extend_cfg"]
+
+    def apply(cfg: CN) -> None:
+        try:
+            extend(cfg)
+        except NameError as e:
+            raise ExternalCodeError(
+                f"extend_cfg in {path} uses {e.name!r}, which is defined elsewhere in that file; only extend_cfg "
+                f"itself is run. Write its keys as a YAML of defaults instead ({DOC})"
+            ) from None
+
+    return apply
+
+
+def _merge_defaults(cfg: CN, values: dict, source: Path, prefix: str = "") -> None:
+    for key, value in values.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict):
+            if key not in cfg:
+                cfg[key] = CN()
+            elif not isinstance(cfg[key], CN):
+                raise ConfigError(f"{source}: {full} is a value in the config, not a node with keys")
+            _merge_defaults(cfg[key], value, source, full + ".")
+        else:
+            cfg[key] = value
+
+
+def _yaml_defaults(path: Path) -> Callable[[CN], None]:
+    """Keys (new or existing) with their default values, e.g. TRAINER: {KGCOOP: {W: 8.0}}."""
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys to default values")
+    return lambda cfg: _merge_defaults(cfg, values, path)
+
+
+def _config_paths(tree: ast.AST) -> set[tuple[str, ...]]:
+    """The UPPER_CASE attribute chains read after a `cfg` name or attribute (cfg.A.B, self.cfg.A)."""
+    paths = set()
+    for node in ast.walk(tree):
+        chain = []
+        while isinstance(node, ast.Attribute):
+            chain.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name):
+            chain.append(node.id)
+        chain.reverse()
+        if "cfg" not in chain:
+            continue
+        keys = []
+        for part in chain[chain.index("cfg") + 1:]:
+            if not _CONFIG_KEY.fullmatch(part):
+                break
+            keys.append(part)
+        if keys:
+            paths.add(tuple(keys))
+    return paths
+
+
+def check_config_nodes(cls: type, cfg: CN) -> None:
+    """A trainer file reading cfg.TRAINER.<NODE> or cfg.<NODE> that no config declares fails
+    here, naming the node and how to declare it, rather than deep inside build_model."""
+    source = inspect.getsourcefile(cls)
+    if source is None:
+        return
+    missing = set()
+    for keys in _config_paths(_parse(Path(source))):
+        node = cfg
+        for depth, key in enumerate(keys[:2]):
+            if not isinstance(node, CN):
+                break
+            if key not in node:
+                if depth == 0 or keys[0] == "TRAINER":
+                    missing.add(".".join(keys[: depth + 1]))
+                break
+            node = node[key]
+    if missing:
+        raise ConfigError(
+            f"{cls.__name__} ({source}) reads cfg.{', cfg.'.join(sorted(missing))}, which no config declares. "
+            "Pass the file that declares them to --trainer-file as well: the repository's train.py (its "
+            f"extend_cfg) or a YAML of defaults ({DOC})"
+        )
+
+
+def provenance(cls: type) -> dict:
+    """What results.json records of an external trainer: its file, and every external module and
+    config file this process loaded (helpers that relative imports reached included), hashed."""
+    modules = {Path(m.__file__) for name, m in list(sys.modules.items())
+               if name.startswith(PACKAGE + ".") and getattr(m, "__file__", None)}
+    files = {**{p: "module" for p in modules}, **LOADED}
+    return {
+        "trainer_file": inspect.getsourcefile(cls),
+        "files": [{"path": str(p), "kind": kind, "sha256": sha256_file(p)} for p, kind in sorted(files.items())],
+    }
