@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from backbone import load_clip
-from engine.errors import ConfigError, DataError
+from engine.errors import ConfigError, DataError, RunMismatchError
 from headroles.images import image_list_digest
 from headroles.rolemap import RoleMapError, parse_role_map, read_role_map
 from tests.minidata import make_caltech_like
@@ -388,3 +388,13 @@ def test_global_default_analyses_imagenet_validation_images(tmp_path, cache, cap
     payload = json.loads((tmp_path / "run" / "role_map.json").read_text())
     val = sorted(str(p) for p in (root / "imagenet" / "images" / "val").rglob("*.JPEG"))
     assert payload["cache_key"]["images"] == {"count": 12, "sha256": image_list_digest(val)}
+
+
+def test_a_run_folder_started_with_another_role_map_is_refused(data_root, role_map_file, tmp_path):
+    build(argv(data_root, tmp_path / "run", role_map_file))
+    other = write_map(tmp_path / "other.json", [{"role": "mixed"}] * 4)
+    with pytest.raises(RunMismatchError, match=r"run/role_map.json is the role map this run started with and differs "
+                                                r"from .*other.json .*resume with TRAINER.DEAR.ROLE_MAP .*run/role_map.json"):
+        build(argv(data_root, tmp_path / "run", other))
+    assert json.loads((tmp_path / "run" / "role_map.json").read_text()) == json.loads(role_map_file.read_text())
+    build(argv(data_root, tmp_path / "run", role_map_file))  # the same map again: fine

@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 
 from backbone import ClipBackbone
-from engine.errors import ConfigError
+from engine.errors import ConfigError, RunMismatchError
 from engine.io import atomic_write
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
@@ -223,10 +223,16 @@ class DeAR(ClipTrainer):
 
     def resolve_role_map(self, clip: ClipBackbone) -> RoleMap:
         """Read TRAINER.DEAR.ROLE_MAP (a file, or the cached global / auto analysis, made on first
-        use) and keep a copy, with its heatmap when there is one, beside the run's checkpoints."""
+        use) and keep a copy, with its heatmap when there is one, beside the run's checkpoints. A
+        run folder that already holds another map (a resumed run whose map changed) is refused."""
         path = role_map_file(self.cfg, clip, self.dm.dataset.train_x)
         role_map = read_role_map(path)
         copy = Path(self.output_dir) / ROLE_MAP_COPY
+        if copy.is_file() and path.resolve() != copy.resolve() and copy.read_bytes() != path.read_bytes():
+            raise RunMismatchError(
+                f"{copy} is the role map this run started with and differs from {path} (TRAINER.DEAR.ROLE_MAP "
+                f"{self.cfg.TRAINER.DEAR.ROLE_MAP}); resume with TRAINER.DEAR.ROLE_MAP {copy}, or use a new --output-dir"
+            )
         for src, dest in ((path.with_suffix(".png"), copy.with_suffix(".png")), (path, copy)):
             if src.is_file() and src.resolve() != dest.resolve():
                 atomic_write(dest, lambda tmp, src=src: shutil.copyfile(src, tmp))
