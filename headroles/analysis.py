@@ -81,25 +81,24 @@ def encode_texts(clip: ClipBackbone, texts: Sequence[str], batch_size: int = 256
     return torch.nn.functional.normalize(torch.cat(feats), dim=-1)
 
 
-def concepts_for(pool: TextPool, picks: Iterable[list[Pick]], s: AnalysisSettings,
-                 embed: Callable | None = None, cluster: Callable | None = None) -> Concepts:
+def concepts_for(pool: TextPool, picks: Iterable[list[Pick]], s: AnalysisSettings) -> Concepts:
     if s.cluster == "labels":
         return label_concepts(pool)
     if s.cluster == "hdbscan":
         indices = [p.index for head in picks for p in head]
-        return hdbscan_concepts(pool, indices, s.attributes, s.min_cluster_size, embed, cluster, s.embedder)
+        return hdbscan_concepts(pool, indices, s.attributes, s.min_cluster_size, embedder=s.embedder)
     raise ValueError(f"--cluster must be one of {CLUSTERINGS}, got {s.cluster!r}")
 
 
 def analyse_heads(moments: HeadMoments, n_heads: int, text_features: Tensor, pool: TextPool, s: AnalysisSettings,
-                  rank: int, embed: Callable | None = None, cluster: Callable | None = None) -> dict:
+                  rank: int) -> dict:
     """Role-map payload from the moments of len(s.layers) * n_heads heads (layer-major) and unit texts [T, D]."""
     if moments.sum.shape[0] != len(s.layers) * n_heads:
         raise ValueError(f"moments cover {moments.sum.shape[0]} heads, settings name {len(s.layers)} layers x {n_heads}")
     picks = {(layer, h): textspan_from_covariance(moments.covariance(i * n_heads + h), text_features, s.n_texts, rank,
                                                   s.min_residual)
              for i, layer in enumerate(s.layers) for h in range(n_heads)}
-    concepts = concepts_for(pool, picks.values(), s, embed, cluster)
+    concepts = concepts_for(pool, picks.values(), s)
     print(f"Concepts ({s.cluster}): {len(concepts.names)} found"
           + (f", {sum(c is None for c in concepts.of_text.values())} of {len(concepts.of_text)} texts left as noise"
              if s.cluster == "hdbscan" else ""))
