@@ -398,3 +398,17 @@ def test_a_run_folder_started_with_another_role_map_is_refused(data_root, role_m
         build(argv(data_root, tmp_path / "run", other))
     assert json.loads((tmp_path / "run" / "role_map.json").read_text()) == json.loads(role_map_file.read_text())
     build(argv(data_root, tmp_path / "run", role_map_file))  # the same map again: fine
+
+
+def test_analysis_keys_reach_the_analysis_settings(data_root, tmp_path):
+    from headroles.analysis import AnalysisSettings
+    from trainers.dear.role_source import analysis_settings
+
+    keys = ("TRAINER.DEAR.ANALYSIS_CLUSTER", "hdbscan", "TRAINER.DEAR.ANALYSIS_MIN_CLUSTER_SIZE", "3",
+            "TRAINER.DEAR.ANALYSIS_N_TEXTS", "7", "TRAINER.DEAR.ANALYSIS_WEIGHTING", "variance",
+            "TRAINER.DEAR.ANALYSIS_THRESHOLDS", "absolute", "TRAINER.DEAR.J", "2")
+    cfg = setup_cfg(parse_args(argv(data_root, tmp_path / "s", "global", opts=keys)))
+    clip = load_clip("tiny-test", pretrained=False)
+    assert analysis_settings(cfg, clip) == AnalysisSettings(
+        layers=(2,), attributes=("color", "shape", "texture", "object", "position"), n_texts=7, weighting="variance",
+        cluster="hdbscan", thresholds="absolute", min_cluster_size=3)
