@@ -7,6 +7,9 @@
 set -e
 cd "$(dirname "$0")/.."
 source scripts/common.sh
+# One intra-op thread unless told otherwise: tiny-attr's ops are too small for threads to pay, and on
+# a busy 2-core machine spin-waiting OpenMP threads made this script take 31 min instead of 3.6 (docs/DEAR.md).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 DATASET=${1:-attr_hue_shift}
 SEEDS=${2:-1}
 for SEED in ${SEEDS}; do
