@@ -6,6 +6,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from engine import distributed
 from engine.errors import DataError
 from engine.registry import EVALUATOR_REGISTRY
 
@@ -37,6 +38,11 @@ class Classification:
     def process(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         self._y_pred.append(logits.argmax(dim=1).cpu().numpy())
         self._y_true.append(labels.cpu().numpy())
+
+    def gather(self) -> None:
+        """Every rank's labels and predictions (torchrun), so that each computes the full result."""
+        self._y_true = distributed.gather_arrays(self._y_true)
+        self._y_pred = distributed.gather_arrays(self._y_pred)
 
     def evaluate(self) -> OrderedDict:
         y_true = np.concatenate(self._y_true) if self._y_true else np.zeros(0, dtype=int)

@@ -2,15 +2,19 @@
 checks, and the prediction of a command's run state that sweeps use to skip finished runs.
 
 train.py registers the datasets and trainers, then calls `main`; nothing here imports them.
+Under torchrun (engine/distributed.py) every rank runs `main`; rank 0 alone claims the output
+folder, checks it, logs, and tells the other ranks whether the run goes ahead.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 from pathlib import Path
 
 import torch
 
+from engine import distributed
 from engine.config import get_cfg, merge_file, merge_list
 from engine.errors import ConfigError, UnknownNameError, UsageError, UserError
 from engine.logging import setup_logger
@@ -108,6 +112,9 @@ def check_settings(cfg, args: argparse.Namespace, trainer_cls) -> None:
         )
 
 
+GO, SKIP, STOP = "go", "skip", "stop"  # rank 0's word to the other ranks after checking the folder
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     load_trainer_files(args.trainer_file)  # also $PROMPTLAB_TRAINER_FILES; before the config gets their keys
@@ -115,17 +122,33 @@ def main(argv=None) -> int:
     trainer_cls = trainer_class(cfg)
     check_settings(cfg, args, trainer_cls)
     manifest = planned_manifest(args, cfg)
-    with RunFolder(cfg.OUTPUT_DIR) as folder:
-        if args.skip_finished and folder.finished(manifest):
-            print(f"The results exist at {cfg.OUTPUT_DIR} (so skip this job)")
-            return 0
-        folder.check(manifest, start_over=args.start_over)
-        if cfg.RESUME and not args.eval_only:
-            check_resume_source(cfg.RESUME, manifest)
-        with setup_logger(cfg.OUTPUT_DIR):
-            for note in folder.notes:
-                print(note)
-            run(cfg, args, trainer_cls, manifest)
+    with distributed.process_group(cfg.USE_CUDA):
+        if not distributed.is_main():
+            word = distributed.broadcast_object(None)
+            if word == GO:
+                run(cfg, args, trainer_cls, manifest)
+            return 1 if word == STOP else 0
+        with contextlib.ExitStack() as stack:
+            try:
+                folder = stack.enter_context(RunFolder(cfg.OUTPUT_DIR))
+                skip = args.skip_finished and folder.finished(manifest)
+                if not skip:
+                    folder.check(manifest, start_over=args.start_over)
+                    if cfg.RESUME and not args.eval_only:
+                        check_resume_source(cfg.RESUME, manifest)
+            except BaseException:
+                distributed.broadcast_object(STOP)
+                raise
+            distributed.broadcast_object(SKIP if skip else GO)
+            if skip:
+                print(f"The results exist at {cfg.OUTPUT_DIR} (so skip this job)")
+                return 0
+            with setup_logger(cfg.OUTPUT_DIR):
+                for note in folder.notes:
+                    print(note)
+                if distributed.world_size() > 1:
+                    print(f"Training over {distributed.world_size()} processes (torchrun); this log is rank 0's")
+                run(cfg, args, trainer_cls, manifest)
     return 0
 
 

@@ -1,4 +1,12 @@
-"""Dassl's TrainerX lifecycle: hooks, log lines, checkpoints, resume, evaluation."""
+"""Dassl's TrainerX lifecycle: hooks, log lines, checkpoints, resume, evaluation.
+
+Under torchrun (engine/distributed.py) the same lifecycle runs on every rank: each trains on its
+shard of the global batch, `model_backward_and_update` averages the gradients over the ranks
+(weighted by shard size) before the optimizers step, the logged losses are global-batch means,
+evaluations gather every rank's predictions, and rank 0 alone writes checkpoints, results.json
+and tensorboard. Trainers need no change as long as their loss is a mean over the batch's
+samples plus terms that do not depend on the samples (docs/SCALING.md).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -14,6 +22,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from engine import distributed
 from engine.checkpoint import (
     BEST, CheckpointDamagedError, epoch_checkpoints, epoch_file, latest_checkpoint, learnable_state,
     load_checkpoint, load_learnable_state, resolve_model_file, save_checkpoint,
@@ -79,6 +88,7 @@ class TrainerX:
         self.evaluator = build_evaluator(cfg, lab2cname=self.lab2cname)
         self.results = ResultsWriter(cfg.OUTPUT_DIR, lambda: {**self.run_metadata(), "manifest": self.manifest})
         self.best_result = -np.inf
+        self.batch_share = 1.0  # this rank's share of the current global batch (run_epoch)
         self.in_training = False  # while True, evaluations are recorded but results.json is not written
 
     # ---- construction hooks -------------------------------------------------
@@ -122,6 +132,7 @@ class TrainerX:
             "seed": cfg.SEED,
             "backbone": cfg.MODEL.BACKBONE.NAME,
             "output_dir": str(Path(cfg.OUTPUT_DIR).resolve()),
+            "processes": distributed.world_size(),  # torchrun ranks that trained or evaluated it
             "config": yaml.safe_load(cfg.dump()),
         }
 
@@ -277,7 +288,8 @@ class TrainerX:
         print("Finish training")
         self.in_training = False
         if self.cfg.TEST.NO_TEST:
-            self.results.write()  # nothing to evaluate, but the run is finished
+            if distributed.is_main():
+                self.results.write()  # nothing to evaluate, but the run is finished
         else:
             if self.cfg.TEST.FINAL_MODEL == "best_val":
                 print("Deploy the model with the best val performance")
@@ -296,13 +308,17 @@ class TrainerX:
     def after_epoch(self) -> None:
         self.epochs_done = self.epoch + 1
         last_epoch = self.epoch + 1 == self.max_epoch
+        main = distributed.is_main()
         if not self.cfg.TEST.NO_TEST and self.cfg.TEST.FINAL_MODEL == "best_val":
             result = self.test(split="val")
             if result > self.best_result:
                 self.best_result = result
-                self.save_model(self.epoch, self.output_dir, val_result=result, model_name=BEST)
-        self.save_model(self.epoch, self.output_dir)
-        self._remove_old_checkpoints(self.epoch)
+                if main:
+                    self.save_model(self.epoch, self.output_dir, val_result=result, model_name=BEST)
+        if main:
+            self.save_model(self.epoch, self.output_dir)
+            self._remove_old_checkpoints(self.epoch)
+        distributed.barrier()  # no rank reads a checkpoint (best_val's deployment) before it is written
         if last_epoch:
             self.set_model_mode("eval")
 
@@ -310,10 +326,15 @@ class TrainerX:
         self.set_model_mode("train")
         losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
         self.num_batches = len(self.train_loader_x)
+        set_epoch = getattr(self.train_loader_x.batch_sampler, "set_epoch", None)
+        if set_epoch is not None:
+            set_epoch(self.epoch)
         end = time.time()
         for self.batch_idx, batch in enumerate(self.train_loader_x):
             data_time.update(time.time() - end)
-            losses.update(self.forward_backward(batch))
+            self.batch_share = self.shard_share(batch)
+            summary = self.forward_backward(batch)
+            losses.update(distributed.weighted_mean(summary, self.batch_share))
             batch_time.update(time.time() - end)
             freq = self.cfg.TRAIN.PRINT_FREQ
             if (self.batch_idx + 1) % freq == 0 or self.num_batches < freq:
@@ -335,6 +356,15 @@ class TrainerX:
     # ---- per-batch hooks ------------------------------------------------------
     def forward_backward(self, batch: dict) -> dict:
         raise NotImplementedError
+
+    @staticmethod
+    def shard_share(batch: dict) -> float:
+        """This rank's share of the global batch (1.0 in one process): the weight of its gradients
+        and logged values when the ranks are combined."""
+        if distributed.world_size() == 1:
+            return 1.0
+        local = len(batch["label"])
+        return local / distributed.all_sum([local])[0]
 
     def parse_batch_train(self, batch: dict):
         return batch["img"].to(self.device), batch["label"].to(self.device)
@@ -358,6 +388,9 @@ class TrainerX:
         for name in names:
             self._optims[name].zero_grad()
         self.scaler.scale(loss).backward()
+        if distributed.world_size() > 1:
+            params = [p for name in names for group in self._optims[name].param_groups for p in group["params"]]
+            distributed.reduce_gradients(params, self.batch_share)
         for name in names:
             self.scaler.step(self._optims[name])
         self.scaler.update()
@@ -389,6 +422,8 @@ class TrainerX:
                 with self.autocast():
                     logits = self.model_inference(images)
                 self.evaluator.process(logits, labels)
+        if distributed.world_size() > 1:
+            self.evaluator.gather()
         results = self.evaluator.evaluate()
         for k, v in results.items():
             self.write_scalar(f"{split}/{k}", v, self.epoch)
@@ -397,12 +432,14 @@ class TrainerX:
             epoch=self.epochs_done,
             wall_time_s=round(time.time() - self.time_start, 3),
         )
-        if not self.in_training:
+        if not self.in_training and distributed.is_main():
             self.results.write()
         return next(iter(results.values()))
 
     # ---- tensorboard ----------------------------------------------------------
     def init_writer(self) -> None:
+        if not distributed.is_main():
+            return
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:

@@ -6,6 +6,8 @@ DATA=${DATA:-data}
 OUTPUT=${OUTPUT:-output}
 PYTHON=${PYTHON:-python}
 SHOTS=${SHOTS:-16}
+# NPROC: processes (GPUs) per run; above 1, run_job starts train.py under torchrun (DDP, docs/SCALING.md).
+NPROC=${NPROC:-1}
 
 # run_job DIR ARGS...: train.py into DIR. train.py skips a finished run whose manifest (trainer,
 # dataset, seed, shots, classes, backbone weights, config: engine/run_identity.py) is this one's,
@@ -19,7 +21,12 @@ run_job() {
         echo
         return 0
     fi
-    "${PYTHON}" train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
+    if [ "${NPROC}" -gt 1 ]; then
+        "${PYTHON}" -m torch.distributed.run --standalone --nproc-per-node "${NPROC}" \
+            train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
+    else
+        "${PYTHON}" train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
+    fi
 }
 
 # max_epoch CONFIG_YAML: the epoch a finished run's last checkpoint carries.

@@ -18,3 +18,13 @@ def fake_python(tmp_path):
     stub.write_text(f'#!/bin/bash\nif [ "$1" = "-c" ]; then exec python "$@"; fi\necho "$@" >> {log}\n')
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
     return stub, log
+
+
+@pytest.fixture(scope="session")
+def attr_color_shape_root(tmp_path_factory):
+    """A DATA root holding the attribute world's AttrColorShape, generated once for the session."""
+    from attrworld import derived
+
+    root = tmp_path_factory.mktemp("attr_world")
+    derived.generate(derived.DATASETS["AttrColorShape"], root)
+    return root

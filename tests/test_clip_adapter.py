@@ -176,9 +176,9 @@ def test_shipped_configs_merge_and_sweep_configs_exist():
       "SHOTS=4 bash scripts/run.sh few_shot CLIPAdapter vit_b16 dtd 1"]),
 ])
 def test_sweep_dry_run_lists_the_runs_of_the_new_trainer(capsys, protocol, options, expected):
-    from tools import sweep
+    from sweeps.command import main as sweep_main
 
-    assert sweep.main(["--dry-run", "--protocol", protocol, "--methods", "CLIPAdapter", "--seeds", "1", *options]) == 0
+    assert sweep_main(["--dry-run", "--protocol", protocol, "--methods", "CLIPAdapter", "--seeds", "1", *options]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(expected) and all(line.endswith(e) for line, e in zip(lines, expected)), lines
 

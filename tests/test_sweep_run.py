@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tools import sweep
+from sweeps.command import main as sweep_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def test_failed_runs_are_listed_with_their_logs_and_the_rest_finishes(tmp_path, 
     out = tmp_path / "out"
     args = ["--protocol", "base2new", "--methods", "ZeroshotCLIP", "CoOp", "--datasets", "dtd", "eurosat",
             "--seeds", "1", "--output", str(out), "--jobs", "2", "--opts", "OPTIM.MAX_EPOCH", "1"]
-    assert sweep.main(args) == 1
+    assert sweep_main(args) == 1
     printed = capsys.readouterr().out
     (log_dir,) = (out / "sweeps").glob("base2new-*")
     base = out / "base2new" / "train_base" / "dtd" / "shots_16"
@@ -57,7 +57,15 @@ def test_failed_runs_are_listed_with_their_logs_and_the_rest_finishes(tmp_path, 
     assert len(list(out.glob("base2new/*/eurosat/shots_16/*/*/seed1/results.json"))) == 4
 
     calls.unlink()
-    assert sweep.main(args) == 1
+    assert sweep_main([*args, "--status"]) == 0  # from the output tree alone: nothing runs
+    status = capsys.readouterr().out
+    assert not calls.exists()
+    assert (f"unfinished   CoOp-vit_b16_ep50_ctxv1-dtd-shots16-seed1  base2new_train stopped before it finished\n"
+            f"{'':13}log: {base}/CoOp/vit_b16_ep50_ctxv1/seed1/log.txt") in status
+    assert "done         CoOp-vit_b16_ep50_ctxv1-eurosat-shots16-seed1\n" in status
+    assert status.endswith("2 done, 2 unfinished (of 4 chains).\n")
+
+    assert sweep_main(args) == 1
     assert "2 of 4 chains done (2 steps run, 3 finished earlier)." in capsys.readouterr().out
     assert all("datasets/dtd.yaml" in c for c in calls.read_text().splitlines())
 

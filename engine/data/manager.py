@@ -1,16 +1,24 @@
-"""Data manager: dataset from the registry, Dassl's loaders and summary table."""
+"""Data manager: dataset from the registry, Dassl's loaders and summary table.
+
+Training batches come from engine/data/samplers.py: the order is drawn from (seed, epoch) and
+each image's augmentation from (seed, epoch, index), so a run gives the same batches in one
+process or split over torchrun's ranks (each loads its shard), and on resume. Evaluation loaders
+give each rank a contiguous shard of the split; the evaluator gathers the predictions.
+"""
 from __future__ import annotations
 
 import torch
 from PIL import Image, UnidentifiedImageError
 from tabulate import tabulate
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
+from engine import distributed
 from engine.data.base import DATASET_REGISTRY, Datum, DatasetBase
+from engine.data.samplers import EpochBatchSampler, ShardSampler
 from engine.data.transforms import build_test_transform, build_train_transform
 from engine.errors import ConfigError, DataError
 
-SAMPLERS = {"RandomSampler": RandomSampler, "SequentialSampler": SequentialSampler}
+SAMPLERS = ("RandomSampler", "SequentialSampler")  # training order: shuffled per epoch, or as listed
 
 
 def read_image(path: str) -> Image.Image:
@@ -23,6 +31,9 @@ def read_image(path: str) -> Image.Image:
 
 
 class DatasetWrapper(Dataset):
+    """Items as Dassl's batch dicts. A key (index, seed) transforms the image with the torch RNG
+    seeded by `seed` (training: random crops and flips); the global RNG is left as it was."""
+
     def __init__(self, items: list[Datum], transform):
         self.items = items
         self.transform = transform
@@ -30,10 +41,18 @@ class DatasetWrapper(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, seed = key if isinstance(key, tuple) else (key, None)
         item = self.items[index]
+        image = read_image(item.impath)
+        if seed is None:
+            image = self.transform(image)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image = self.transform(image)
         return {
-            "img": self.transform(read_image(item.impath)),
+            "img": image,
             "label": item.label,
             "domain": item.domain,
             "impath": item.impath,
@@ -41,18 +60,39 @@ class DatasetWrapper(Dataset):
         }
 
 
-def build_loader(cfg, items: list[Datum], sampler: str, batch_size: int, transform, is_train: bool) -> DataLoader:
+def loader_args(cfg) -> dict:
+    return {"num_workers": cfg.DATALOADER.NUM_WORKERS, "pin_memory": torch.cuda.is_available() and cfg.USE_CUDA}
+
+
+def check_sampler(sampler: str) -> None:
     if sampler not in SAMPLERS:
         raise ConfigError(f"DATALOADER sampler: unsupported {sampler!r}; choose from {sorted(SAMPLERS)}")
-    wrapped = DatasetWrapper(items, transform)
-    return DataLoader(
-        wrapped,
-        batch_size=batch_size,
-        sampler=SAMPLERS[sampler](wrapped),
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
-        drop_last=is_train and len(items) >= batch_size,
-        pin_memory=torch.cuda.is_available() and cfg.USE_CUDA,
-    )
+
+
+def build_train_loader(cfg, items: list[Datum], transform, seed: int) -> DataLoader:
+    """This rank's shards of the global batches (all of each batch in one process)."""
+    sampler, batch_size = cfg.DATALOADER.TRAIN_X.SAMPLER, cfg.DATALOADER.TRAIN_X.BATCH_SIZE
+    check_sampler(sampler)
+    batches = EpochBatchSampler(len(items), batch_size, drop_last=len(items) >= batch_size,
+                                shuffle=sampler == "RandomSampler", seed=seed,
+                                rank=distributed.rank(), world=distributed.world_size())
+    return DataLoader(DatasetWrapper(items, transform), batch_sampler=batches, **loader_args(cfg))
+
+
+def build_test_loader(cfg, items: list[Datum], transform) -> DataLoader:
+    """This rank's contiguous shard of an evaluation split, in order (the metrics do not depend on it)."""
+    check_sampler(cfg.DATALOADER.TEST.SAMPLER)
+    return DataLoader(DatasetWrapper(items, transform), batch_size=cfg.DATALOADER.TEST.BATCH_SIZE,
+                      sampler=ShardSampler(len(items), distributed.rank(), distributed.world_size()),
+                      **loader_args(cfg))
+
+
+def data_seed(cfg) -> int:
+    """The seed of the training order and augmentations: SEED, or (SEED < 0) one drawn for the run,
+    rank 0's on every rank."""
+    if cfg.SEED >= 0:
+        return cfg.SEED
+    return distributed.broadcast_object(int(torch.randint(2**62, ()).item()))
 
 
 class DataManager:
@@ -66,14 +106,9 @@ class DataManager:
         tfm_train = tfm_train or build_train_transform(cfg)
         tfm_test = tfm_test or build_test_transform(cfg)
         d = self.dataset
-        self.train_loader_x = (
-            build_loader(cfg, d.train_x, cfg.DATALOADER.TRAIN_X.SAMPLER, cfg.DATALOADER.TRAIN_X.BATCH_SIZE, tfm_train, True)
-            if d.train_x
-            else None
-        )
-        test_args = (cfg.DATALOADER.TEST.SAMPLER, cfg.DATALOADER.TEST.BATCH_SIZE, tfm_test, False)
-        self.val_loader = build_loader(cfg, d.val, *test_args) if d.val else None
-        self.test_loader = build_loader(cfg, d.test, *test_args)
+        self.train_loader_x = build_train_loader(cfg, d.train_x, tfm_train, data_seed(cfg)) if d.train_x else None
+        self.val_loader = build_test_loader(cfg, d.val, tfm_test) if d.val else None
+        self.test_loader = build_test_loader(cfg, d.test, tfm_test)
         self.num_classes = d.num_classes
         self.lab2cname = d.lab2cname
         self.show_summary(cfg)

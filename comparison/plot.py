@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from comparison.base2new import AVERAGE, Base2New
+from comparison.fewshot import FewShot
+from comparison.stats import is_missing
+from comparison.transfer import Transfer
 from engine.errors import UserError
-from tools.compare_base2new import AVERAGE, Base2New
-from tools.compare_fewshot import FewShot
-from tools.compare_stats import is_missing
-from tools.compare_transfer import Transfer
 
 DPI = 100
 METADATA = {".png": {"Software": None}, ".svg": {"Date": None, "Creator": None},

@@ -1,4 +1,5 @@
-"""Executes tools/sweep.py's chains: parallel slots, per-chain logs, interruption, failure report.
+"""The local launcher: chains on this machine in parallel slots (GPUs round-robin, else a share of
+the cores), each chain's console in its log, interruption, and the failure report.
 
 A stop (Ctrl-C, SIGTERM, SIGHUP) ends the running steps and starts no new one; train.py writes
 checkpoints and results.json atomically and results.json only once a run has finished, so
@@ -16,43 +17,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from engine.launch import command_argv, run_state
-
-if TYPE_CHECKING:
-    from tools.sweep import Chain, Step
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def finished(run_dir: str) -> bool:
-    return (REPO / run_dir / "results.json").is_file()
-
-
-def planned_runs(step: Step, env: dict[str, str]) -> list[list[str]]:
-    """The train.py argument lists a step would run (scripts/common.sh with PRINT_RUNS)."""
-    out = subprocess.run(["bash", "scripts/run.sh", step.function, *step.args], cwd=REPO, capture_output=True,
-                         text=True, env={**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable), **env,
-                                         "SHOTS": str(step.shots), "PRINT_RUNS": "1"})
-    if out.returncode:
-        return []
-    return [command_argv(line, REPO) for line in out.stdout.splitlines() if line.startswith("train.py ")]
-
-
-def step_done(step: Step, env: dict[str, str]) -> bool:
-    """Whether every run of the step is finished with this very manifest (engine/run_identity.py),
-    so the step can be skipped without starting it."""
-    runs = planned_runs(step, env)
-    return bool(runs) and all(run_state(argv)[1] == "finished" for argv in runs)
-
-
-def newest_log(run_dir: str) -> Path | None:
-    """The run's newest console log (train.py keeps log.txt and names a rerun's log.txt-<time>)."""
-    logs = list((REPO / run_dir).glob("log.txt*"))
-    return max(logs, key=lambda p: p.stat().st_mtime) if logs else None
+from engine.errors import UsageError
+from sweeps.plan import Chain, Step
+from sweeps.steps import failure, finished, newest_log, shown, signal_tree, start_step, step_done
 
 
 def visible_gpus() -> list[str]:
@@ -67,32 +37,19 @@ def visible_gpus() -> list[str]:
     return out.stdout.split() if out.returncode == 0 else []
 
 
-def slot_envs(jobs: int, gpus: list[str]) -> list[dict[str, str]]:
-    """Per parallel slot: a GPU, round-robin; on CPU, an equal share of the cores (OMP_NUM_THREADS,
-    unless the environment sets it)."""
+def slot_envs(jobs: int, gpus: list[str], nproc: int = 1) -> list[dict[str, str]]:
+    """Per parallel slot: a GPU, round-robin (with NPROC > 1, a group of NPROC GPUs for one DDP run);
+    on CPU, an equal share of the cores (OMP_NUM_THREADS, unless the environment sets it)."""
     if gpus:
-        return [{"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} for i in range(jobs)]
+        groups = [gpus[i:i + nproc] for i in range(0, len(gpus) - nproc + 1, nproc)]
+        if not groups:
+            raise UsageError(f"NPROC={nproc} asks for {nproc} GPUs per run, but only {len(gpus)} are visible "
+                             f"({','.join(gpus)}): lower NPROC or set CUDA_VISIBLE_DEVICES")
+        return [{"CUDA_VISIBLE_DEVICES": ",".join(groups[i % len(groups)])} for i in range(jobs)]
     if "OMP_NUM_THREADS" in os.environ:
         return [{} for _ in range(jobs)]
     threads = str(max(1, (os.cpu_count() or 1) // jobs))
     return [{"OMP_NUM_THREADS": threads} for _ in range(jobs)]
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and its descendants, from /proc (just pid where there is no /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo += children.get(p, [])
-    return tree
 
 
 @dataclass
@@ -122,11 +79,7 @@ class Runner:
         with self.lock:
             self.stopping = True
             for proc in self.running:
-                for pid in process_tree(proc.pid):
-                    try:
-                        os.kill(pid, signal.SIGTERM)
-                    except ProcessLookupError:
-                        pass
+                signal_tree(proc.pid)
 
     def run_chain(self, chain: Chain) -> Outcome:
         slot = self.slots.get()
@@ -137,7 +90,6 @@ class Runner:
 
     def _run_chain(self, chain: Chain, slot: dict[str, str]) -> Outcome:
         outcome = Outcome(chain)
-        environ = {**os.environ, "PYTHON": os.environ.get("PYTHON", sys.executable), **self.env, **slot}
         with open(self.log_dir / f"{chain.name}.log", "a", buffering=1) as log:
             for step in chain.steps:
                 command = step.command(self.env)
@@ -149,9 +101,7 @@ class Runner:
                 with self.lock:
                     if self.stopping:
                         return outcome
-                    proc = subprocess.Popen(["bash", "scripts/run.sh", step.function, *step.args], cwd=REPO,
-                                            env={**environ, "SHOTS": str(step.shots)}, stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                    proc = start_step(step, self.env, log, slot)
                     self.running.add(proc)
                 code = proc.wait()
                 with self.lock:
@@ -159,10 +109,9 @@ class Runner:
                     if self.stopping:
                         return outcome
                 outcome.ran += 1
-                unfinished = [d for d in step.out_dirs if not finished(d)]
-                if code or unfinished:
-                    outcome.failed = step
-                    outcome.reason = f"exited with {code}" if code else f"left no results.json in {unfinished[0]}"
+                reason = failure(step, code)
+                if reason:
+                    outcome.failed, outcome.reason = step, reason
                     log.write(f"# FAILED ({outcome.reason}); the chain stops here\n")
                     return outcome
         return outcome
@@ -172,7 +121,7 @@ def describe(outcome: Outcome, log_dir: Path) -> str:
     step = outcome.failed
     unfinished = [d for d in step.out_dirs if not finished(d)] or list(step.out_dirs)
     run_log = newest_log(unfinished[0])
-    where = run_log.relative_to(REPO) if run_log and run_log.is_relative_to(REPO) else run_log
+    where = shown(run_log) if run_log else None
     return (f"  {step.function} {' '.join(step.args)}: {outcome.reason}\n"
             f"    run log:   {where or f'none in {unfinished[0]} (train.py did not start)'}\n"
             f"    sweep log: {log_dir / (outcome.chain.name + '.log')}")
@@ -212,6 +161,14 @@ def new_log_dir(output: Path, protocol: str) -> Path:
     raise RuntimeError(f"Could not create a sweep log folder under {output / 'sweeps'}")
 
 
+def nproc_setting() -> int:
+    """NPROC from the environment: processes (GPUs) per run, which scripts/common.sh starts with torchrun."""
+    value = os.environ.get("NPROC", "1") or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"NPROC={value!r}: set it to the number of processes (GPUs) per run, 1 or more")
+    return int(value)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -221,7 +178,7 @@ def run_sweep(chains: list[Chain], protocol: str, env: dict[str, str], jobs: int
     log_dir = new_log_dir(output, protocol)
     (log_dir / "commands.txt").write_text("".join(s.command(env) + "\n" for c in chains for s in c.steps))
     gpus = visible_gpus()
-    slots = slot_envs(jobs, gpus)
+    slots = slot_envs(jobs, gpus, nproc_setting())
     threads = os.environ.get("OMP_NUM_THREADS") or slots[0].get("OMP_NUM_THREADS")
     where = f"GPUs {','.join(gpus)}" if gpus else f"CPU, OMP_NUM_THREADS={threads}"
     print(f"{len(chains)} chains, {jobs} at a time ({where}); logs in {log_dir}", flush=True)

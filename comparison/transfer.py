@@ -11,11 +11,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from comparison.reported import Reported, reported_labels
+from comparison.stats import Stat, across_datasets, summarise
+from comparison.tree import (RUN_PATTERN, Method, Selection, all_keys, dataset_order, method_labels, scan,
+                             seed_gaps, untested_lines)
 from engine.errors import DataError
-from tools.compare_reported import Reported, reported_labels
-from tools.compare_stats import Stat, across_datasets, summarise
-from tools.compare_tree import (RUN_PATTERN, Method, Selection, all_keys, dataset_order, method_labels, scan,
-                                seed_gaps, untested_lines)
 
 SOURCE = "imagenet"
 DG_TARGETS = ("imagenetv2", "imagenet_sketch", "imagenet_a", "imagenet_r")

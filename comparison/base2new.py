@@ -10,11 +10,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from comparison.reported import Reported, reported_labels
+from comparison.stats import Stat, across_datasets, harmonic_mean, seed_averages, summarise
+from comparison.tree import (RUN_PATTERN, Method, Selection, all_keys, dataset_order, method_labels, scan,
+                             seed_gaps, untested_lines)
 from engine.errors import DataError
-from tools.compare_reported import Reported, reported_labels
-from tools.compare_stats import Stat, across_datasets, harmonic_mean, seed_averages, summarise
-from tools.compare_tree import (RUN_PATTERN, Method, Selection, all_keys, dataset_order, method_labels, scan,
-                                seed_gaps, untested_lines)
 
 AVERAGE = "average"
 Pairs = dict[int, tuple[float, float]]  # seed -> (base accuracy, new accuracy)

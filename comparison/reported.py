@@ -1,4 +1,4 @@
-"""Published numbers (tools/reported_results.csv) for the `--reported` rows of tools/compare.py."""
+"""Published numbers (comparison/reported_results.csv) for the `--reported` rows of tools/compare.py."""
 from __future__ import annotations
 
 import csv

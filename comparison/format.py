@@ -1,7 +1,7 @@
 """Tables (md, latex, plain) and CSV for the rows of tools/compare.py, with their footnotes.
 
 The CSV holds one number per cell (empty where there is none, e.g. the std of a published number)
-so scripts can read it; its columns are listed in CSV_COLUMNS and in tools/compare.py's help.
+so scripts can read it; its columns are listed in CSV_COLUMNS and in tools/compare.py --help.
 """
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import io
 
 from tabulate import tabulate
 
-from tools.compare_base2new import Base2New
-from tools.compare_fewshot import FewShot
-from tools.compare_stats import Stat, is_missing
-from tools.compare_transfer import Transfer
+from comparison.base2new import Base2New
+from comparison.fewshot import FewShot
+from comparison.stats import Stat, is_missing
+from comparison.transfer import Transfer
 
 TABLE_FORMATS = {"md": "github", "latex": "latex_booktabs", "plain": "simple"}
 CSV_COLUMNS = {
@@ -102,9 +102,10 @@ def notes(result: Result, reported: bool) -> list[str]:
     elif len(result.datasets) > 1:
         lines.append("average: mean over datasets of the per-dataset means; (k/n): over k of the n datasets.")
     if not isinstance(result, FewShot) and any(r.published for r in result.rows):
-        lines.append("(reported): published numbers from tools/reported_results.csv, whose source column cites each.")
+        lines.append("(reported): published numbers from comparison/reported_results.csv, whose source column "
+                     "cites each.")
     elif reported:
-        lines.append("--reported: tools/reported_results.csv has no published numbers for this table (its header "
+        lines.append("--reported: comparison/reported_results.csv has no published numbers for this table (its header "
                      "says which sources could be read).")
     lines += result.partial
     if result.missing:

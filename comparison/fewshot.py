@@ -10,10 +10,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from comparison.stats import Stat, across_datasets, summarise
+from comparison.tree import (RUN_PATTERN, Method, Selection, all_keys, dataset_order, method_labels, scan,
+                             seed_gaps, untested_lines)
 from engine.errors import DataError
-from tools.compare_stats import Stat, across_datasets, summarise
-from tools.compare_tree import (RUN_PATTERN, Method, Selection, all_keys, dataset_order, method_labels, scan,
-                                seed_gaps, untested_lines)
 
 AVERAGE = "average"
 
