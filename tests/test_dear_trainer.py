@@ -224,7 +224,7 @@ def wired(data_root, tmp_path, monkeypatch):
     model = trainer.model
     g = torch.Generator().manual_seed(11)
     with torch.no_grad():
-        model.fusion_weights.copy_(torch.randn(6, generator=g))
+        model.fusion_weights.copy_(3 * torch.randn(6, generator=g))
         for name, p in model.named_parameters():
             if name.endswith(".up"):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
