@@ -214,7 +214,7 @@ def test_attr_attention_self_isolates_attribute_tokens_from_each_other(clip):
     tokens = torch.randn(2, 3, 64, generator=g)
 
     def outputs(t):
-        hooks = TowerHooks(before_block=deep_insertion(t, 0, N_ORIG, 0.9), head_masks={0: masks[0]}, capture_heads={0})
+        hooks = TowerHooks(before_block=token_hook(t, range(2), N_ORIG, 0.9), head_masks={0: masks[0]}, capture_heads={0})
         return clip.forward_image(images(), hooks).head_outputs[0]
 
     base = outputs(tokens)
