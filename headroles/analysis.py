@@ -1,9 +1,10 @@
 """Concept Entropy of the deep vision heads, computed once and offline on the frozen backbone.
 
 Per head of the analysed layers: its direct contribution to the image representation (the
-class-token output through ln_post, linearised, and the projection), TextSpan's picks from the
-text pool, their concepts, the head's distribution P(l, h) over concepts, its entropy
-H(l, h) = -sum p log2 p, and the role that follows. The result is the role map's JSON payload.
+class-token output through ln_post, linearised, and the projection), streamed over the images
+into fixed-size moments, TextSpan's picks from the text pool, their concepts, the head's
+distribution P(l, h) over concepts, its entropy H(l, h) = -sum p log2 p, and the role that
+follows. The result is the role map's JSON payload.
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from backbone import ClipBackbone, TowerHooks
-from headroles.concepts import DEFAULT_EMBEDDER, Concepts, distribution, entropy_bits, hdbscan_concepts, label_concepts
+from headroles.concepts import (CLUSTERINGS, DEFAULT_EMBEDDER, Concepts, distribution, entropy_bits, hdbscan_concepts,
+                                label_concepts)
 from headroles.images import image_batches
 from headroles.pool import TextPool
 from headroles.roles import assign_role, entropy_cuts
-from headroles.textspan import Pick, textspan
+from headroles.textspan import HeadMoments, Pick, textspan_from_covariance
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,17 @@ def parse_layers(text: str, vision_layers: int) -> tuple[int, ...]:
 
 
 @torch.no_grad()
-def head_contributions(clip: ClipBackbone, batches: Iterable[Tensor], layers: Sequence[int]) -> Tensor:
-    """[N, len(layers), heads, embed_dim]: each head's direct contribution to the image features."""
+def head_moments(clip: ClipBackbone, batches: Iterable[Tensor], layers: Sequence[int], total: int | None = None) -> HeadMoments:
+    """Moments of every analysed head's direct contribution to the image features, over all
+    images; a progress bar with an ETA when the batch count is known."""
     zero = [layer - 1 for layer in layers]
-    chunks = []
-    for images in batches:
+    moments = HeadMoments(len(layers) * clip.vision_heads, clip.embed_dim, clip.device)
+    for images in tqdm(batches, total=total, desc="Head analysis", unit="batch", disable=total is None):
         out = clip.forward_image(images.to(clip.device, clip.dtype), TowerHooks(capture_heads=set(zero)))
         parts = torch.stack([out.head_outputs[layer][:, 0] for layer in zero], dim=1)
-        chunks.append(clip.image_head_direct(parts, out.tokens[:, 0]).cpu())
-    return torch.cat(chunks)
+        direct = clip.image_head_direct(parts, out.tokens[:, 0])  # [B, layers, heads, embed_dim]
+        moments.add(direct.flatten(1, 2))
+    return moments
 
 
 @torch.no_grad()
@@ -76,25 +81,27 @@ def encode_texts(clip: ClipBackbone, texts: Sequence[str], batch_size: int = 256
     return torch.nn.functional.normalize(torch.cat(feats), dim=-1)
 
 
-def concepts_for(pool: TextPool, picks: Iterable[list[Pick]], s: AnalysisSettings,
-                 embed: Callable | None = None, cluster: Callable | None = None) -> Concepts:
+def concepts_for(pool: TextPool, picks: Iterable[list[Pick]], s: AnalysisSettings) -> Concepts:
     if s.cluster == "labels":
         return label_concepts(pool)
     if s.cluster == "hdbscan":
         indices = [p.index for head in picks for p in head]
-        return hdbscan_concepts(pool, indices, s.min_cluster_size, embed, cluster, s.embedder)
-    raise ValueError(f"--cluster must be 'labels' or 'hdbscan', got {s.cluster!r}")
+        return hdbscan_concepts(pool, indices, s.attributes, s.min_cluster_size, embedder=s.embedder)
+    raise ValueError(f"--cluster must be one of {CLUSTERINGS}, got {s.cluster!r}")
 
 
-def analyse_heads(contributions: Tensor, text_features: Tensor, pool: TextPool, s: AnalysisSettings, rank: int,
-                  embed: Callable | None = None, cluster: Callable | None = None) -> dict:
-    """Role-map payload from contributions [N, layers, heads, D] and unit texts [T, D]."""
-    n_layers, n_heads = contributions.shape[1:3]
-    if n_layers != len(s.layers):
-        raise ValueError(f"contributions cover {n_layers} layers, settings name {len(s.layers)}")
-    picks = {(layer, h): textspan(contributions[:, i, h], text_features, s.n_texts, rank, s.min_residual)
+def analyse_heads(moments: HeadMoments, n_heads: int, text_features: Tensor, pool: TextPool, s: AnalysisSettings,
+                  rank: int) -> dict:
+    """Role-map payload from the moments of len(s.layers) * n_heads heads (layer-major) and unit texts [T, D]."""
+    if moments.sum.shape[0] != len(s.layers) * n_heads:
+        raise ValueError(f"moments cover {moments.sum.shape[0]} heads, settings name {len(s.layers)} layers x {n_heads}")
+    picks = {(layer, h): textspan_from_covariance(moments.covariance(i * n_heads + h), text_features, s.n_texts, rank,
+                                                  s.min_residual)
              for i, layer in enumerate(s.layers) for h in range(n_heads)}
-    concepts = concepts_for(pool, picks.values(), s, embed, cluster)
+    concepts = concepts_for(pool, picks.values(), s)
+    print(f"Concepts ({s.cluster}): {len(concepts.names)} found"
+          + (f", {sum(c is None for c in concepts.of_text.values())} of {len(concepts.of_text)} texts left as noise"
+             if s.cluster == "hdbscan" else ""))
     n_concepts = max(len(concepts.names), 2)
     heads = []
     for (layer, h), head_picks in picks.items():
@@ -114,7 +121,7 @@ def analyse_heads(contributions: Tensor, text_features: Tensor, pool: TextPool, 
         e["role"], e["attribute"] = assign_role(e["normalized_entropy"], label, s.attributes, cuts)
     return {
         "layers": list(s.layers), "heads_per_layer": n_heads, "concepts": list(concepts.names),
-        "attributes": list(s.attributes),
+        "clusters": concepts.summary(s.cluster), "attributes": list(s.attributes),
         "thresholds": {"mode": s.thresholds, "low_cut": cuts[0], "high_cut": cuts[1]},
         "settings": {**asdict(s), "rank": rank, "text_pool": pool.source},
         "heads": heads,
@@ -126,10 +133,11 @@ def run_analysis(clip: ClipBackbone, paths: Sequence[str], transform: Callable, 
     """The whole analysis on images at `paths`; returns the role-map payload."""
     start = time.time()
     print(f"Head analysis: {len(paths)} images, layers {list(s.layers)}, {len(pool.texts)} texts from {pool.source}")
-    contributions = head_contributions(clip, image_batches(paths, transform, batch_size), s.layers)
+    batches = image_batches(paths, transform, batch_size)
+    moments = head_moments(clip, batches, s.layers, total=math.ceil(len(paths) / batch_size))
     texts = encode_texts(clip, pool.texts)
     rank = s.rank or clip.vision_width // clip.vision_heads
-    payload = analyse_heads(contributions, texts, pool, s, rank)
+    payload = analyse_heads(moments, clip.vision_heads, texts, pool, s, rank)
     payload = {"backbone": clip.name, "images": len(paths), **payload}
     print(f"Head analysis done in {time.time() - start:.1f}s")
     return payload

@@ -1,6 +1,8 @@
 """Images for the head analysis: a dataset config's split or a folder, CLIP-preprocessed."""
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -9,6 +11,7 @@ import torchvision.transforms as T
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from engine.data.manager import read_image
+from engine.errors import ConfigError, MissingFileError, UsageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -45,14 +48,14 @@ def dataset_image_paths(config: str, root: str, split: str = "train", subsample:
     dataset = DATASET_REGISTRY.get(cfg.DATASET.NAME)(cfg)
     items = {"train": dataset.train_x, "val": dataset.val, "test": dataset.test}[split]
     if not items:
-        raise ValueError(f"{cfg.DATASET.NAME} has no {split} split; choose another --split")
+        raise ConfigError(f"{cfg.DATASET.NAME} has no {split} split; choose another --split (TRAINER.DEAR.ANALYSIS_SPLIT)")
     return [d.impath for d in items]
 
 
 def folder_image_paths(folder: str | Path) -> list[str]:
     paths = sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise FileNotFoundError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+        raise MissingFileError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
     return paths
 
 
@@ -60,13 +63,23 @@ def image_paths(spec: str, root: str = "", split: str = "train", subsample: str 
     """--images: a dataset config (.yaml, with --root) or a folder of images."""
     if spec.endswith((".yaml", ".yml")):
         if not root:
-            raise ValueError(f"--images {spec} is a dataset config: pass --root <DATA> too")
+            raise UsageError(f"--images {spec} is a dataset config: pass --root <DATA> too")
         return dataset_image_paths(spec, root, split, subsample)
     if Path(spec).is_dir():
         return folder_image_paths(spec)
-    raise FileNotFoundError(f"--images {spec} is neither a dataset config (.yaml) nor a folder of images")
+    raise MissingFileError(f"--images {spec} is neither a dataset config (.yaml) nor a folder of images")
 
 
 def image_batches(paths: Sequence[str], transform: Callable, batch_size: int) -> Iterator[torch.Tensor]:
     for start in range(0, len(paths), batch_size):
         yield torch.stack([transform(read_image(p)) for p in paths[start:start + batch_size]])
+
+
+def image_list_digest(paths: Sequence[str]) -> str:
+    """sha256 of the exact image list: every resolved path in order, with its size and mtime,
+    so that another selection, order or a changed file gives another digest."""
+    h = hashlib.sha256()
+    for p in paths:
+        stat = os.stat(p)
+        h.update(f"{os.path.realpath(p)}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return h.hexdigest()

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 from tabulate import tabulate
 
-from engine.io import atomic_write_text
+from engine.io import atomic_write, atomic_write_text
 from headroles.rolemap import ATTRIBUTE, GENERALIZATION, MIXED
 
 ROLE_COLORS = {ATTRIBUTE: (230, 120, 30), MIXED: (120, 150, 90), GENERALIZATION: (50, 100, 200)}
@@ -33,7 +33,19 @@ def summary(payload: dict) -> str:
     rows += [[f"  {ATTRIBUTE}: {a}", n] for a, n in sorted(attrs.items())]
     head = (f"{len(payload['heads'])} heads, layers {payload['layers']}; thresholds {cuts['mode']} "
             f"(low <= {cuts['low_cut']:.3f}, high >= {cuts['high_cut']:.3f} normalised entropy)")
-    return head + "\n" + tabulate(rows, headers=["role", "heads"])
+    return head + "\n" + concept_line(payload) + "\n" + tabulate(rows, headers=["role", "heads"])
+
+
+def concept_line(payload: dict) -> str:
+    """How many concepts the analysis found, and how (e.g. HDBSCAN's cluster count and noise)."""
+    c = payload.get("clusters")
+    if not c:
+        return f"{len(payload['concepts'])} concepts"
+    core = sorted({label for label in c["named"].values() if label in payload["attributes"]})
+    line = f"{c['count']} concepts ({c['method']}), {len(core)} of them core attributes ({', '.join(core) or 'none'})"
+    if c["method"] == "hdbscan":
+        line += f"; HDBSCAN clusters: {c['count']}, noise: {c['noise_texts']} of {c['texts']} distinct texts"
+    return line
 
 
 def _shade(color: tuple[int, int, int], entropy: float) -> tuple[int, int, int]:
@@ -66,18 +78,21 @@ def heatmap(payload: dict, path: str | Path) -> Path:
         draw.rectangle([10 + i * 150, y, 26 + i * 150, y + 14], fill=color)
         draw.text((32 + i * 150, y), role, fill="black", font=font)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
     return path
 
 
 def save_role_map(payload: dict, out: str | Path) -> tuple[Path, Path]:
-    """The role map JSON and its heatmap PNG beside it; prints the table and the role counts."""
+    """The role map JSON and its heatmap PNG beside it (the PNG first: a JSON on disk means both
+    are complete)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(payload, indent=1))
     png = heatmap(payload, out.with_suffix(".png"))
-    print(table(payload))
-    print(summary(payload))
+    atomic_write_text(out, json.dumps(payload, indent=1))
     print(f"Role map: {out}\nHeatmap: {png}")
     return out, png
+
+
+def show(payload: dict) -> None:
+    """Print the per-head table, the concepts found and the role counts."""
+    print(table(payload))
+    print(summary(payload))

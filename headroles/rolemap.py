@@ -12,21 +12,27 @@ entropy, concept distribution and top texts per head; the trainer needs only the
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from engine.errors import DataError, MissingFileError
+from engine.io import read_json
 
 ATTRIBUTE, GENERALIZATION, MIXED = "attribute", "generalization", "mixed"
 ROLES = (ATTRIBUTE, GENERALIZATION, MIXED)
 HOW_TO_MAKE = (
     "make one with `python tools/head_roles.py --backbone <MODEL.BACKBONE.NAME> --images "
-    "configs/datasets/<dataset>.yaml --root <DATA> --out {path}`, or set TRAINER.DEAR.ROLE_MAP auto "
-    "to compute it from the training images"
+    "configs/datasets/<dataset>.yaml --root <DATA> --out {path}`, or set TRAINER.DEAR.ROLE_MAP global "
+    "(this backbone's map, computed once and cached) or auto (from the run's training images)"
 )
 
 
-class RoleMapError(ValueError):
-    """A role map that is missing or malformed; the message names the file and the fix."""
+class RoleMapError(DataError):
+    """A role map that is malformed or does not fit the model; the message names the file and the fix."""
+
+
+class MissingRoleMapError(RoleMapError, MissingFileError):
+    """No role map where the config says."""
 
 
 @dataclass(frozen=True)
@@ -97,9 +103,6 @@ def parse_role_map(payload: dict, source: str) -> RoleMap:
 def read_role_map(path: str | Path) -> RoleMap:
     path = Path(path)
     if not path.is_file():
-        raise RoleMapError(f"No role map at {path}: {HOW_TO_MAKE.format(path=path)}")
-    try:
-        payload = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RoleMapError(f"Role map {path} is not valid JSON ({e}); {HOW_TO_MAKE.format(path=path)}") from e
+        raise MissingRoleMapError(f"No role map at {path}: {HOW_TO_MAKE.format(path=path)}")
+    payload = read_json(path, f"Fix that line (a hand-edited map), or delete the file and {HOW_TO_MAKE.format(path=path)}")
     return parse_role_map(payload, str(path))

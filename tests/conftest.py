@@ -1,10 +1,13 @@
 import os
 import stat
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# role maps, digests: never the user's own cache (engine.cache.user_cache_dir)
+os.environ["PROMPTLAB_CACHE"] = tempfile.mkdtemp(prefix="promptlab-test-cache-")
 
 
 @pytest.fixture()

@@ -187,3 +187,51 @@ def test_role_map_errors_name_the_file_and_the_fix(tmp_path):
     rm = role_map([GEN] * 4, layers=(2,))
     with pytest.raises(RoleMapError, match=r"synthetic.json has no role for layer 1 head\(s\) \[0, 1, 2, 3\].*--layers"):
         role_masks(rm, [1, 2], 4, ATTRS, N_ORIG, "role")
+
+
+def test_attr_attention_self_blocks_attribute_pairs_but_the_diagonal():
+    n_orig = 3
+    for role in (HeadRole(9, 0, "generalization"), HeadRole(9, 1, "attribute", "shape"), HeadRole(9, 2, "mixed")):
+        open_ = head_blocked(role, ATTRS, n_orig, "role", "open")
+        own = head_blocked(role, ATTRS, n_orig, "role", "self")
+        want = open_.clone()
+        want[3:, 3:] = ~torch.eye(3, dtype=torch.bool)
+        assert torch.equal(own, want), role
+        assert not open_[3:, 3:].any()
+    assert not head_blocked(HeadRole(9, 0, "generalization"), ATTRS, n_orig, "none", "self").any()
+    with pytest.raises(ValueError, match=r"ATTR_ATTENTION must be one of \('open', 'self'\)"):
+        head_blocked(HeadRole(9, 0, "mixed"), ATTRS, n_orig, "role", "closed")
+
+
+@torch.no_grad()
+def test_attr_attention_self_isolates_attribute_tokens_from_each_other(clip):
+    """With `self` and every head Mixed, moving one attribute token changes the original tokens'
+    outputs but not the other attribute tokens' (they see only themselves and the originals,
+    which the moved token reaches only from the next layer on)."""
+    rm = role_map([MIX] * 4)
+    masks = role_masks(rm, [1], 4, ATTRS, N_ORIG, "role", attr_attention="self")
+    g = torch.Generator().manual_seed(9)
+    tokens = torch.randn(2, 3, 64, generator=g)
+
+    def outputs(t):
+        hooks = TowerHooks(before_block=token_hook(t, range(2), N_ORIG, 0.9), head_masks={0: masks[0]}, capture_heads={0})
+        return clip.forward_image(images(), hooks).head_outputs[0]
+
+    base = outputs(tokens)
+    moved = tokens.clone()
+    moved[0, 0] = torch.randn(64, generator=g)
+    after = outputs(moved)
+    torch.testing.assert_close(after[:, N_ORIG + 1:], base[:, N_ORIG + 1:], rtol=0, atol=0)
+    assert (after[:, :N_ORIG] - base[:, :N_ORIG]).abs().max() > 1e-4
+
+
+def test_first_masked_layer_j_plus_1_leaves_the_insertion_layer_open(clip):
+    """FIRST_MASKED_LAYER J+1: masks only on the layers after the insertion layer; the model
+    places a shorter mask stack on the last layers."""
+    rm = role_map([GEN] * 4)
+    masks = role_masks(rm, [2], 4, ATTRS, N_ORIG, "role")
+    s = DeARSettings(attributes=ATTRS, n_text=2, first_layer=0, text_first_layer=0, rep_dim=32)
+    model = DeARCLIP(clip, ["a photo of a cat."], s, masks)
+    assert set(model.vision_hooks().head_masks) == {1}
+    with pytest.raises(ValueError, match="3 layer masks for 2 deep layers"):
+        DeARCLIP(clip, ["a photo of a cat."], s, masks.expand(3, -1, -1, -1))

@@ -53,3 +53,20 @@ def test_cross_dataset_and_few_shot_commands(fake_python):
     assert f"--model-dir {source} --load-epoch 1 --eval-only TASK CD TRAINER.DEAR.ROLE_MAP {source}/role_map.json" in xd_test
     assert "output/few_shot/dtd/shots_1/DeAR/vit_b16_few_shot/seed2" in one and one.endswith("DATASET.NUM_SHOTS 1 TASK FS")
     assert "output/few_shot/dtd/shots_4/DeAR/vit_b16_few_shot/seed2" in four and four.endswith("DATASET.NUM_SHOTS 4 TASK FS")
+
+
+def test_quickstart_runs_zeroshot_coop_and_dear_then_the_table(fake_python, tmp_path):
+    stub, log = fake_python
+    environ = {**os.environ, "PYTHON": str(stub), "DATA": "/data/x", "OUTPUT": str(tmp_path / "out")}
+    out = subprocess.run(["bash", str(REPO / "scripts" / "quickstart.sh")], check=True, env=environ,
+                         capture_output=True, text=True).stdout
+    calls = log.read_text().splitlines()
+    runs = [(c.split("--trainer ")[1].split()[0], "--eval-only" in c, c.split("DATASET.SUBSAMPLE_CLASSES ")[1].split()[0])
+            for c in calls if c.startswith("train.py")]
+    assert runs == [("ZeroshotCLIP", True, "base"), ("ZeroshotCLIP", True, "new"), ("CoOp", False, "base"),
+                    ("CoOp", True, "new"), ("DeAR", False, "base"), ("DeAR", True, "new")]
+    assert all("configs/datasets/attr_hue_shift.yaml" in c and "--seed 1 " in c for c in calls[:6])
+    base = f"{tmp_path}/out/base2new/train_base/attr_hue_shift/shots_16/DeAR/tiny_ep10_batch4/seed1"
+    assert calls[6] == (f"tools/compare.py {tmp_path}/out --datasets attr_hue_shift --methods ZeroshotCLIP/tiny "
+                        f"CoOp/tiny_ep10 DeAR/tiny_ep10_batch4 --plot {tmp_path}/out/quickstart_attr_hue_shift.png")
+    assert f"DeAR's head roles:       {base}/role_map.png" in out

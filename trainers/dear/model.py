@@ -71,7 +71,7 @@ class DeARCLIP(nn.Module):
             rest = (1 - s.fusion_cls_init) / s.n_attr
             init = torch.tensor([s.fusion_cls_init] + [rest] * s.n_attr).log()
             self.fusion_weights = nn.Parameter(init)
-        if masks is not None and masks.shape[0] != clip.vision_layers - s.first_layer:
+        if masks is not None and not 0 < masks.shape[0] <= clip.vision_layers - s.first_layer:
             raise ValueError(f"{masks.shape[0]} layer masks for {clip.vision_layers - s.first_layer} deep layers")
         self.register_buffer("masks", masks, persistent=False)
         ids = clip.tokenize(prompts)
@@ -106,7 +106,8 @@ class DeARCLIP(nn.Module):
         if tokens is None:
             return TowerHooks()
         s = self.settings
-        masks = {} if self.masks is None else {s.first_layer + i: m for i, m in enumerate(self.masks)}
+        first_masked = self.clip.vision_layers - (0 if self.masks is None else len(self.masks))  # masks cover the last layers
+        masks = {} if self.masks is None else {first_masked + i: m for i, m in enumerate(self.masks)}
         layers = range(s.first_layer, s.first_layer + tokens.shape[0])
         return TowerHooks(before_block=token_hook(tokens, layers, self.n_orig, s.beta), head_masks=masks)
 

@@ -1,20 +1,39 @@
 """The DeAR trainer (TRAINER.DEAR.*).
 
-Confirmed by the paper (arXiv 2603.01111): frozen CLIP ViT-B/16; attribute tokens (one per core
-attribute) after the patch tokens from layer J = 9, with input beta * token + (1 - beta) *
-previous output at each deeper layer; K text tokens after the start token (EOT index shifted
-by K) on a hand-written template; role-based attention masks from Concept Entropy; f_cls through
-the frozen projection, f_attr,k through a learnable projection initialised from CLIP's; one
-logit set per path fused with alpha = softmax(w), learned on base classes and kept for novel
-ones; loss CE(fused) + LAMBDA_REG * [(1 - cos(f_cls, f_cls^CLIP)) + (1 - cos(t, t^CLIP))]
-+ LAMBDA_FUSION * (-log alpha_cls).
+Sources, each statement labelled: [abstract] the paper's abstract (arXiv 2603.01111, repeated in
+the official README); [figures] Figures 1 and 2 of the paper and their captions (the official
+repository wellsssssss/DeAR holds them and no code); [secondary] secondary notes, i.e. summaries
+of the paper's method section (its full text was not available to us); [inferred] our choice
+where those are silent, each a config key, listed in docs/DEAR.md.
 
-Inferred where the paper is silent (each a config key; see docs/DEAR.md):
+  [abstract] a frozen pre-trained CLIP; the heads of the deep layers get a role (Attribute,
+    Generalization, Mixed) from Concept Entropy; attribute tokens; a Role-Based Attention Mask
+    that keeps Generalization heads isolated from task-specific knowledge; a task-adaptive
+    fusion for inference.
+  [figures] attribute tokens enter the vision tower at a deep layer J, text tokens the text tower
+    right after the start (BOT) token; the vision layers after the insertion carry the role-based
+    mask (Figure 2 labels layers J+1..; Figure 1 shows the mask on L9 H0, a Generalization head:
+    CLS and patch tokens cannot interact with the attribute tokens); f_cls through CLIP's frozen
+    projection, f_attr through a learnable one; one logit set per path, combined by learnable
+    fusion weights; losses: CE on the fused logits, the CLS and text features regularised towards
+    the frozen encoders' features, and a loss on the fusion weights.
+  [secondary] ViT-B/16 with J = 9 (layers 9-12); at each deeper layer a token's input is
+    beta * token + (1 - beta) * its previous output; K text tokens, the EOT index shifted by K;
+    the attribute projection initialised from CLIP's; alpha = softmax(w), learned on the base
+    classes and kept for novel ones; loss CE(fused) + LAMBDA_REG * [(1 - cos(f_cls, f_cls^CLIP)) +
+    (1 - cos(t, t^CLIP))] + LAMBDA_FUSION * (-log alpha_cls); roles from one offline analysis
+    of the frozen backbone (TextSpan texts per head, embedded with SBERT and clustered with
+    HDBSCAN: 12 clusters, 5 of them core attributes).
+
+[inferred] (each a key; docs/DEAR.md):
   - token generation as MMRL++: shared latent [max(A, K), REP_DIM] (REP_DIM 0 = embed_dim),
     shared map + per-layer rank-RES_LORA_DIM residual and bias per tower;
   - BETA 0.9 (MMRL++); the text side uses the same blend;
   - TEXT_J 0: text tokens enter as many layers from the end as the vision tokens;
-  - attribute tokens attend to each other in every head (masks only cut original <-> attribute);
+  - ATTR_ATTENTION open: attribute tokens attend to each other in every head (`self`: only to
+    themselves); the paper only describes original <-> attribute pairs;
+  - FIRST_MASKED_LAYER J: masks from the insertion layer on (`J+1`: from the next one, as
+    Figure 2's labels read; Figure 1's masked L9 H0 with J = 9 reads as J);
   - ATTR_PROJ_RANK 0: one learnable projection shared by all attribute tokens, a full copy of
     CLIP's (> 0: MMRL++'s frozen projection plus a low-rank residual);
   - FUSION_CLS_INIT 0.7: alpha starts at MMRL++'s CLS weight, the rest split evenly;
@@ -25,10 +44,11 @@ Inferred where the paper is silent (each a config key; see docs/DEAR.md):
     cross-dataset targets);
   - recipe (configs): AdamW, lr 1e-3, cosine, one constant warmup epoch at 1e-5, 10 epochs
     (5 for ImageNet), batch 4, RRCROP_SCALE (0.5, 1), PREC amp;
-  - ROLE_MAP auto: Concept Entropy on the run's training images (at most AUTO_MAX_IMAGES),
-    AUTO_N_TEXTS 20 TextSpan texts per head over our labelled pool, AUTO_WEIGHTING count,
-    AUTO_THRESHOLDS tertiles
-    (the analysis' own inferred choices are listed in headroles/ and docs/DEAR.md).
+  - ROLE_MAP global on ANALYSIS_IMAGES = ImageNet's validation images (TextSpan's reference code
+    analyses those; the paper does not say which images it used), our labelled pool and
+    ANALYSIS_CLUSTER labels by default (`textspan` + `hdbscan` is the paper's reading),
+    ANALYSIS_N_TEXTS 20, ANALYSIS_WEIGHTING count, ANALYSIS_THRESHOLDS tertiles (the analysis'
+    own inferred choices are listed in headroles/ and docs/DEAR.md).
 """
 from __future__ import annotations
 
@@ -39,18 +59,21 @@ import torch
 import torch.nn.functional as F
 
 from backbone import ClipBackbone
+from engine.errors import ConfigError, RunMismatchError
+from engine.io import atomic_write
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
-from headroles.concepts import WEIGHTINGS
-from headroles.rolemap import HOW_TO_MAKE, RoleMap, RoleMapError, read_role_map
+from headroles.concepts import CLUSTERINGS, WEIGHTINGS
+from headroles.rolemap import HOW_TO_MAKE, RoleMap, read_role_map
 from headroles.roles import THRESHOLD_MODES
 from trainers.common import ClipTrainer, accuracy
-from trainers.dear.auto import auto_role_map
-from trainers.dear.masks import MASK_MODES, role_masks
+from trainers.dear.masks import ATTR_ATTENTIONS, MASK_MODES, role_masks
+from trainers.dear.role_source import role_map_file
 from trainers.dear.model import FUSIONS, DeARCLIP, DeAROutput, DeARSettings
 from trainers.representation import scores_fused
 from trainers.templates import class_prompts
 
+FIRST_MASKED_LAYERS = ("J", "J+1")
 ROLE_MAP_COPY = "role_map.json"
 
 
@@ -64,11 +87,11 @@ def fused_at_eval(fusion: str, task: str, subsample: str, dataset: str) -> bool:
 def deep_layers(clip: ClipBackbone, j: int, text_j: int) -> tuple[int, int]:
     """0-based first deep layer of each tower from the 1-based TRAINER.DEAR.J / TEXT_J."""
     if not 1 <= j <= clip.vision_layers:
-        raise ValueError(f"TRAINER.DEAR.J={j} must be a 1-based vision layer in 1..{clip.vision_layers}")
+        raise ConfigError(f"TRAINER.DEAR.J={j} must be a 1-based vision layer in 1..{clip.vision_layers}")
     if text_j <= 0:
         text_j = clip.text_layers - (clip.vision_layers - j)
     if not 1 <= text_j <= clip.text_layers:
-        raise ValueError(
+        raise ConfigError(
             f"Text tokens would enter at layer {text_j}, outside 1..{clip.text_layers}; set TRAINER.DEAR.TEXT_J"
         )
     return j - 1, text_j - 1
@@ -100,15 +123,21 @@ class DeAR(ClipTrainer):
     DEFAULT_PREC = "amp"
     CONFIG = {
         "PREC": "amp",
-        "ROLE_MAP": "",  # path to tools/head_roles.py's JSON, or "auto"
-        "AUTO_DIR": "output/head_roles/auto",  # where "auto" caches its analyses
-        "AUTO_MAX_IMAGES": 1000,
-        "AUTO_N_TEXTS": 20,
-        "AUTO_THRESHOLDS": "tertiles",
-        "AUTO_WEIGHTING": "count",  # P(l,h) from text counts or from explained variance
+        "ROLE_MAP": "global",  # global (the backbone's map) | auto (this run's training images) | a JSON path
+        "ANALYSIS_IMAGES": "configs/datasets/imagenet.yaml",  # global: a dataset config (under DATASET.ROOT) or a folder
+        "ANALYSIS_SPLIT": "test",  # of a dataset config; ImageNet's test split is its validation images
+        "ANALYSIS_MAX_IMAGES": 0,  # spread evenly over the images; 0 = all
+        "ANALYSIS_TEXTS": "",  # text pool: "" = headroles/text_pool.tsv, "textspan" (download_textspan.py) or a path
+        "ANALYSIS_CLUSTER": "labels",  # labels (the pool's) | hdbscan (SBERT + HDBSCAN)
+        "ANALYSIS_MIN_CLUSTER_SIZE": 5,
+        "ANALYSIS_N_TEXTS": 20,
+        "ANALYSIS_THRESHOLDS": "tertiles",
+        "ANALYSIS_WEIGHTING": "count",  # P(l,h) from text counts or from explained variance
         "ATTRIBUTES": ["color", "shape", "texture", "object", "position"],
         "ATTR_TOKENS": True,
         "MASK": "role",  # role | generalization (only Generalization heads masked) | none
+        "ATTR_ATTENTION": "open",  # attribute <-> attribute: open | self (each token only itself)
+        "FIRST_MASKED_LAYER": "J",  # J | J+1
         "FUSION": "learned",  # learned | cls | mmrl
         "FUSION_CLS_INIT": 0.7,
         "LAMBDA_REG": 1.0,
@@ -135,19 +164,19 @@ class DeAR(ClipTrainer):
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
         c = cfg.TRAINER.DEAR
-        for key, value, choices in (("FUSION", c.FUSION, FUSIONS), ("MASK", c.MASK, MASK_MODES),
-                                    ("AUTO_THRESHOLDS", c.AUTO_THRESHOLDS, THRESHOLD_MODES),
-                                    ("AUTO_WEIGHTING", c.AUTO_WEIGHTING, WEIGHTINGS)):
-            if value not in choices:
-                raise ValueError(f"TRAINER.DEAR.{key} must be one of {choices}, got {value!r}")
+        for key, choices in (("FUSION", FUSIONS), ("MASK", MASK_MODES), ("ATTR_ATTENTION", ATTR_ATTENTIONS),
+                             ("FIRST_MASKED_LAYER", FIRST_MASKED_LAYERS), ("ANALYSIS_THRESHOLDS", THRESHOLD_MODES),
+                             ("ANALYSIS_WEIGHTING", WEIGHTINGS), ("ANALYSIS_CLUSTER", CLUSTERINGS)):
+            if c[key] not in choices:
+                raise ConfigError(f"TRAINER.DEAR.{key} must be one of {choices}, got {c[key]!r}")
         if len(set(c.ATTRIBUTES)) != len(c.ATTRIBUTES) or not c.ATTRIBUTES:
-            raise ValueError(f"TRAINER.DEAR.ATTRIBUTES must be distinct and non-empty, got {list(c.ATTRIBUTES)}")
+            raise ConfigError(f"TRAINER.DEAR.ATTRIBUTES must be distinct and non-empty, got {list(c.ATTRIBUTES)}")
         if not 0 <= c.BETA <= 1 or not 0 < c.FUSION_CLS_INIT < 1:
-            raise ValueError("TRAINER.DEAR.BETA must be in [0, 1] and FUSION_CLS_INIT in (0, 1)")
+            raise ConfigError("TRAINER.DEAR.BETA must be in [0, 1] and FUSION_CLS_INIT in (0, 1)")
         if not c.ATTR_TOKENS and c.K == 0:
-            raise ValueError("TRAINER.DEAR.ATTR_TOKENS False with K 0 leaves nothing to learn; keep one of them")
+            raise ConfigError("TRAINER.DEAR.ATTR_TOKENS False with K 0 leaves nothing to learn; keep one of them")
         if c.ATTR_TOKENS and c.MASK != "none" and not c.ROLE_MAP:
-            raise RoleMapError(f"TRAINER.DEAR.ROLE_MAP is empty: {HOW_TO_MAKE.format(path='head_roles/<backbone>.json')}")
+            raise ConfigError(f"TRAINER.DEAR.ROLE_MAP is empty: {HOW_TO_MAKE.format(path='head_roles/<backbone>.json')}")
 
     # ---- model -------------------------------------------------------------------------
     def build_model(self) -> None:
@@ -174,24 +203,35 @@ class DeAR(ClipTrainer):
         self.register_model("dear", self.model, optim, build_lr_scheduler(optim, cfg.OPTIM))
 
     def masks_for(self, clip: ClipBackbone, role_map: RoleMap | None) -> torch.Tensor | None:
+        """Masks of the layers FIRST_MASKED_LAYER..last (None if that leaves none)."""
         if role_map is None:
             return None
         c = self.cfg.TRAINER.DEAR
-        layers = list(range(c.J, clip.vision_layers + 1))
-        masks = role_masks(role_map, layers, clip.vision_heads, list(c.ATTRIBUTES), 1 + clip.num_patches, c.MASK, clip.dtype)
-        counts = role_map.counts()
-        print(f"Role map {role_map.source}: {counts} over layers {role_map.layers}; masking layers {layers} ({c.MASK})")
+        first = c.J + (c.FIRST_MASKED_LAYER == "J+1")
+        layers = list(range(first, clip.vision_layers + 1))
+        print(f"Role map {role_map.source}: {role_map.counts()} over layers {role_map.layers}; "
+              f"masking layers {layers} ({c.MASK}, attribute tokens {c.ATTR_ATTENTION} to each other)")
+        if not layers:
+            return None
+        masks = role_masks(role_map, layers, clip.vision_heads, list(c.ATTRIBUTES), 1 + clip.num_patches, c.MASK,
+                           clip.dtype, c.ATTR_ATTENTION)
         return masks.to(clip.device)
 
     def resolve_role_map(self, clip: ClipBackbone) -> RoleMap:
-        """Read TRAINER.DEAR.ROLE_MAP (or make it: auto) and keep a copy beside the run's checkpoints."""
-        c = self.cfg.TRAINER.DEAR
-        path = auto_role_map(self.cfg, clip, self.dm.dataset.train_x) if c.ROLE_MAP == "auto" else Path(c.ROLE_MAP)
+        """Read TRAINER.DEAR.ROLE_MAP (a file, or the cached global / auto analysis, made on first
+        use) and keep a copy, with its heatmap when there is one, beside the run's checkpoints. A
+        run folder that already holds another map (a resumed run whose map changed) is refused."""
+        path = role_map_file(self.cfg, clip, self.dm.dataset.train_x)
         role_map = read_role_map(path)
         copy = Path(self.output_dir) / ROLE_MAP_COPY
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        if path.resolve() != copy.resolve():
-            shutil.copyfile(path, copy)
+        if copy.is_file() and path.resolve() != copy.resolve() and copy.read_bytes() != path.read_bytes():
+            raise RunMismatchError(
+                f"{copy} is the role map this run started with and differs from {path} (TRAINER.DEAR.ROLE_MAP "
+                f"{self.cfg.TRAINER.DEAR.ROLE_MAP}); resume with TRAINER.DEAR.ROLE_MAP {copy}, or use a new --output-dir"
+            )
+        for src, dest in ((path.with_suffix(".png"), copy.with_suffix(".png")), (path, copy)):
+            if src.is_file() and src.resolve() != dest.resolve():
+                atomic_write(dest, lambda tmp, src=src: shutil.copyfile(src, tmp))
         return role_map
 
     def load_model(self, directory: str | None, epoch: int | None = None) -> None:
