@@ -121,10 +121,27 @@ class DeARCLIP(nn.Module):
         )
         return self.clip.forward_text(self.prompt_embeddings, self.eot_index, hooks).features
 
-    def image_features(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+    def image_prefix(self, images: Tensor) -> Tensor:
+        """The frozen image states entering layer J: the same for the prompted pass and frozen
+        CLIP's (the regulariser's f_cls^CLIP), so a training step computes them once."""
+        with torch.no_grad():
+            return self.clip.image_prefix(images.to(self.clip.dtype), self.settings.first_layer)
+
+    @torch.no_grad()
+    def frozen_image_features(self, images: Tensor, prefix: Tensor | None = None) -> Tensor:
+        """Frozen CLIP's image features of `images` (from `image_prefix(images)` when given)."""
+        if prefix is None:
+            return self.clip.encode_image(images.to(self.clip.dtype))
+        return self.clip.forward_image_from(prefix, self.settings.first_layer).features
+
+    def image_features(self, images: Tensor, prefix: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """CLS features [B, D] through the frozen projection and, when fused, the attribute
-        features [B, A, D] = ln_post(attribute token) @ the learnable projection."""
-        out = self.clip.forward_image(images.to(self.clip.dtype), self.vision_hooks())
+        features [B, A, D] = ln_post(attribute token) @ the learnable projection; from
+        `image_prefix(images)` when given."""
+        if prefix is None:
+            out = self.clip.forward_image(images.to(self.clip.dtype), self.vision_hooks())
+        else:
+            out = self.clip.forward_image_from(prefix, self.settings.first_layer, self.vision_hooks())
         if self.settings.paths == 1:
             return out.features, None
         attr = self.clip.image_norm(out.tokens[:, self.n_orig:self.n_orig + self.settings.n_attr])
@@ -142,9 +159,9 @@ class DeARCLIP(nn.Module):
         image = F.normalize(image.float(), dim=-1)
         return self.clip.logit_scale.exp() * image @ F.normalize(text.float(), dim=-1).t()
 
-    def forward_train(self, images: Tensor) -> DeAROutput:
+    def forward_train(self, images: Tensor, prefix: Tensor | None = None) -> DeAROutput:
         text = self.text_features()
-        cls, attr = self.image_features(images)
+        cls, attr = self.image_features(images, prefix)
         paths = self.path_logits(cls, attr, text)
         logits = (self.fusion_alpha()[None, :, None] * paths).sum(1)
         return DeAROutput(paths, logits, cls, text)

@@ -248,15 +248,23 @@ class DeAR(ClipTrainer):
             self.model.masks = self.masks_for(self.model.clip, role_map)
 
     # ---- training ----------------------------------------------------------------------
-    def forward_backward(self, batch: dict) -> dict:
-        images, labels = self.parse_batch_train(batch)
+    def training_losses(self, images: torch.Tensor, labels: torch.Tensor,
+                        share_prefix: bool = True) -> tuple[DeAROutput, dict, torch.Tensor]:
+        """The step's outputs, losses and alpha. With `share_prefix`, the frozen image states below
+        layer J are computed once for the prompted pass and frozen CLIP's (the same numbers as two
+        full passes: tests/test_prefix_sharing.py)."""
         c = self.cfg.TRAINER.DEAR
         with self.autocast():
-            out = self.model.forward_train(images)
-            with torch.no_grad():
-                frozen_image = self.model.clip.encode_image(images.to(self.model.clip.dtype))
+            prefix = self.model.image_prefix(images) if share_prefix else None
+            out = self.model.forward_train(images, prefix)
+            frozen_image = self.model.frozen_image_features(images, prefix)
             alpha = self.model.fusion_alpha()
             losses = dear_loss(out, labels, frozen_image, self.model.frozen_text, alpha[0], c.LAMBDA_REG, c.LAMBDA_FUSION)
+        return out, losses, alpha
+
+    def forward_backward(self, batch: dict) -> dict:
+        images, labels = self.parse_batch_train(batch)
+        out, losses, alpha = self.training_losses(images, labels)
         self.model_backward_and_update(losses["loss"])
         summary = {k: v.item() for k, v in losses.items()}
         summary["acc"] = accuracy(out.logits, labels)
