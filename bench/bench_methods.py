@@ -9,7 +9,8 @@ peak; on CPU the growth of the process's peak RSS during the steps (activations,
 optimizer state) and the whole process's peak (frozen CLIP included). PromptSRC's text
 teacher is built from one template here: it is computed once at build time and does not
 change the step. MMRL, MMRL++ and DeAR take their full training loss, frozen-CLIP targets
-included (one extra image forward without gradients, as in their trainers); DeAR runs its role
+included (the frozen image layers above the token layer run once more without gradients, as in
+their trainers, which share the layers below it: bench/bench_prefix.py); DeAR runs its role
 masks (every role present, bench_dear.mixed_role_map) in layers 9-12. `gflop` is one step's
 matmul work (forward + backward, FlopCounterMode), which no other load on the machine changes;
 `--interleaved` times the methods in one process, alternating their steps (fairer on a shared CPU).
@@ -60,9 +61,10 @@ def mmrl(settings):
     def build(clip, names):
         model = MMRLCLIP(clip, [f"a photo of a {n}." for n in names], settings)
 
-        def loss(x, y):
-            frozen_image, frozen_text = model.frozen_features(x)
-            return mmrl_loss(model.forward_train(x), y, frozen_image, frozen_text, 0.7, 1.0)["loss"]
+        def loss(x, y):  # as the trainer's step: the frozen prefix below layer 6 computed once
+            prefix = model.image_prefix(x)
+            frozen_image, frozen_text = model.frozen_features(x, prefix)
+            return mmrl_loss(model.forward_train(x, prefix), y, frozen_image, frozen_text, 0.7, 1.0)["loss"]
         return model, loss
     return build
 
@@ -74,10 +76,11 @@ def dear(clip, names):
     s = DeARSettings(attributes=ATTRIBUTES, first_layer=first - 1, text_first_layer=first - 1, rep_dim=clip.embed_dim)
     model = DeARCLIP(clip, [f"a photo of a {n}." for n in names], s, masks)
 
-    def loss(x, y):
-        with torch.no_grad():
-            frozen_image = clip.encode_image(x)
-        return dear_loss(model.forward_train(x), y, frozen_image, model.frozen_text, model.fusion_alpha()[0], 1.0, 0.1)["loss"]
+    def loss(x, y):  # as the trainer's step: the frozen prefix below layer 9 computed once
+        prefix = model.image_prefix(x)
+        out = model.forward_train(x, prefix)
+        frozen_image = model.frozen_image_features(x, prefix)
+        return dear_loss(out, y, frozen_image, model.frozen_text, model.fusion_alpha()[0], 1.0, 0.1)["loss"]
     return model, loss
 
 
@@ -99,8 +102,10 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def training_step(method: str, clip, device: str, prec: str, n_classes: int = 100, batch: int = 4):
-    """(one SGD step of `method` on fixed random data, its learnable parameter count)."""
+def training_step(method: str, clip, device: str, prec: str, n_classes: int = 100, batch: int = 4,
+                  cpu_amp: str = "auto"):
+    """(one SGD step of `method` on fixed random data, its learnable parameter count); `cpu_amp` is
+    TRAINER.CPU_AMP for PREC amp on a CPU."""
     model, loss_of = METHODS[method](clip, classnames(n_classes))
     learnable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(learnable, lr=0.002, momentum=0.9)
@@ -109,7 +114,7 @@ def training_step(method: str, clip, device: str, prec: str, n_classes: int = 10
     y = torch.randint(0, n_classes, (batch,), device=device)
 
     def step():
-        with autocast(prec, device):
+        with autocast(prec, device, cpu_amp):
             loss = loss_of(x, y)
         opt.zero_grad()
         scaler.scale(loss).backward()
