@@ -141,7 +141,7 @@ class ClipBackbone(nn.Module):
 
     def forward_text(
         self, embeddings: Tensor, eot_index: Tensor, hooks: TowerHooks | None = None, *, truncate: bool = True,
-        start_layer: int = 0,
+        start_layer: int | None = None,
     ) -> TowerOutput:
         """Text tower on token(+prompt) embeddings [N, L, text_width], pooled at
         `eot_index + hooks.eot_shift`.
@@ -151,21 +151,21 @@ class ClipBackbone(nn.Module):
         the work shrinks from context_length to the longest prompt. `tokens` then has the
         truncated length (plus whatever hooks insert).
 
-        With `start_layer` k > 0, `embeddings` are instead the states entering block k, as
+        With `start_layer` k (0 included), `embeddings` are instead the states entering block k, as
         `text_states(..., k)` returns them (truncated, positions added), and only blocks k.. run.
         """
         hooks = hooks or _NO_HOOKS
         check_layers(hooks, self.text_layers, "text")
         eot_index = eot_index.to(self.device)
-        if start_layer:
+        if start_layer is not None:
             if hooks.on_embed is not None:
-                raise ValueError("on_embed acts on the tower input; it cannot apply from start_layer > 0")
+                raise ValueError("on_embed acts on the tower input; it cannot apply to states entering a block")
             x = embeddings
         else:
             x = self._text_input(embeddings, eot_index, truncate)
             if hooks.on_embed is not None:
                 x = hooks.on_embed(x)
-        x, head_outputs = run_blocks(self.model.transformer, x, hooks, causal=True, start=start_layer)
+        x, head_outputs = run_blocks(self.model.transformer, x, hooks, causal=True, start=start_layer or 0)
         pooled = x[torch.arange(x.shape[0], device=x.device), eot_index + hooks.eot_shift]
         return TowerOutput(self.text_head(pooled), x, head_outputs)
 
@@ -235,37 +235,39 @@ class ClipBackbone(nn.Module):
         centred = parts.float() - parts.float().mean(-1, keepdim=True)
         return (centred * scale * norm.weight.float()) @ visual.proj.float()
 
-    def forward_image(self, images: Tensor, hooks: TowerHooks | None = None) -> TowerOutput:
-        """ViT tower on images [B, 3, image_size, image_size]; features = image_head(CLS)."""
+    def forward_image(self, images: Tensor, hooks: TowerHooks | None = None, *,
+                      start_layer: int | None = None) -> TowerOutput:
+        """ViT tower on images [B, 3, image_size, image_size]; features = image_head(CLS).
+
+        With `start_layer` k (0 included), `images` are instead the states entering block k, as
+        `image_states(..., k)` returns them, and only blocks k.. run: hooks may then act on block
+        k and later only (head masks or captures before it are an error; `before_block` is called
+        for blocks k..).
+        """
         hooks = hooks or _NO_HOOKS
         visual = self._vit()
         check_layers(hooks, self.vision_layers, "vision")
-        x = self._patch_embeddings(images)
-        if hooks.on_embed is not None:
-            x = hooks.on_embed(x)
-        return self.forward_image_from(visual.ln_pre(x), 0, hooks)
-
-    def image_prefix(self, images: Tensor, layer: int) -> Tensor:
-        """The frozen tower's hidden states entering block `layer` (0-based) [B, L, width], with
-        no hooks: what every pass whose hooks start at `layer` or later computes first, so that
-        a prompted pass and a frozen pass can share it (`forward_image_from`)."""
-        if not 0 <= layer <= self.vision_layers:
-            raise ValueError(f"image_prefix: layer {layer} is outside 0..{self.vision_layers}")
-        x = self.embed_image(images)
-        return run_blocks(self._vit().transformer, x, _NO_HOOKS, causal=False, stop=layer)[0]
-
-    def forward_image_from(self, hidden: Tensor, layer: int, hooks: TowerHooks | None = None) -> TowerOutput:
-        """The tower from block `layer` on, given the states entering it (`image_prefix`).
-        Hooks may act on block `layer` and later only: head masks or captures before it are an
-        error, and `before_block` is called for blocks `layer`.. alone."""
-        hooks = hooks or _NO_HOOKS
-        check_layers(hooks, self.vision_layers, "vision")
-        early = sorted(i for i in [*hooks.head_masks, *hooks.capture_heads] if i < layer)
-        if early or (layer > 0 and hooks.on_embed is not None):
-            raise ValueError(f"forward_image_from({layer}): hooks act before block {layer} (layers {early} or "
-                             "on_embed); start earlier")
-        x, head_outputs = run_blocks(self._vit().transformer, hidden, hooks, causal=False, start=layer)
+        if start_layer is not None:
+            early = sorted(i for i in [*hooks.head_masks, *hooks.capture_heads] if i < start_layer)
+            if early or hooks.on_embed is not None:
+                raise ValueError(f"forward_image(start_layer={start_layer}): hooks act before block {start_layer} "
+                                 f"(layers {early} or on_embed); start earlier")
+            x = images
+        else:
+            x = self._patch_embeddings(images)
+            if hooks.on_embed is not None:
+                x = hooks.on_embed(x)
+            x = visual.ln_pre(x)
+        x, head_outputs = run_blocks(visual.transformer, x, hooks, causal=False, start=start_layer or 0)
         return TowerOutput(self.image_head(x[:, 0]), x, head_outputs)
+
+    def image_states(self, images: Tensor, layer: int) -> Tensor:
+        """The states entering vision block `layer` [B, L, width] of images without hooks: a prefix
+        that a prompted pass and a frozen pass whose hooks start at `layer` can share, each going on
+        with forward_image(..., start_layer=layer)."""
+        if not 0 <= layer <= self.vision_layers:
+            raise ValueError(f"image_states: layer {layer} is outside 0..{self.vision_layers}")
+        return run_blocks(self._vit().transformer, self.embed_image(images), _NO_HOOKS, causal=False, stop=layer)[0]
 
     def encode_image(self, images: Tensor, hooks: TowerHooks | None = None) -> Tensor:
         """Image features [B, embed_dim]; ResNet towers run open_clip's forward (no hooks)."""

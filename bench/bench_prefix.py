@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             role_map = write_role_map(tmp / f"roles-{backbone.replace('/', '')}.json", backbone)
             size = 224 if backbone != "tiny-attr" else 64
             for method in args.methods:
-                trainer = build(method, backbone, data, role_map, tmp / "out")
+                trainer = build(method, backbone, data, role_map, tmp / f"out-{method}-{backbone.replace('/', '')}")
                 trainer.set_model_mode("train")
                 images = torch.randn(args.batch, 3, size, size, generator=torch.Generator().manual_seed(0))
                 labels = torch.arange(args.batch) % trainer.num_classes

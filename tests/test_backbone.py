@@ -249,6 +249,9 @@ def test_text_prefix_then_upper_layers_equal_the_whole_tower(tiny):
     assert torch.equal(upper.features, whole.features) and torch.equal(upper.tokens, whole.tokens)
     last = tiny.forward_text(tiny.text_states(emb, eot, 2), eot, start_layer=2)  # the prefix is the whole tower
     assert torch.equal(last.features, tiny.forward_text(emb, eot).features)
+    hooks0 = TowerHooks(before_block=lambda i, s: insert_tokens(s, 1, t) if i == 0 else s, eot_shift=2)
+    first = tiny.forward_text(tiny.text_states(emb, eot, 0), eot, hooks0, start_layer=0)  # positions added once
+    assert torch.equal(first.features, tiny.forward_text(emb, eot, hooks0).features)
     x = emb[:, :13] + tiny.model.positional_embedding[:13]  # by hand: block 0 on the truncated input
     x = tiny.model.transformer.resblocks[0](x, attn_mask=torch.full((13, 13), float("-inf")).triu(1))
     torch.testing.assert_close(tiny.text_states(emb, eot, 1), x, rtol=1e-5, atol=1e-6)

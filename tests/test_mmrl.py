@@ -163,10 +163,12 @@ def vit_b16():
 
 
 @pytest.mark.parametrize("kind", ["MMRL", "MMRLpp"])
-def test_tiny_attr_equals_the_official_computation(tiny_attr, kind):
+@pytest.mark.parametrize("layers", [(1, 3), (0, 1)], ids=["layers-2-4", "from-layer-1"])
+def test_tiny_attr_equals_the_official_computation(tiny_attr, kind, layers):
     """Representation layers 2 and 4 of 4 text / 6 vision layers: the tokens pass layer 3 and
-    vision layers 5-6 untouched, and the text tower pools at EOT + 5."""
-    check_against_official(tiny_attr, kind, (1, 3), 48)
+    vision layers 5-6 untouched, and the text tower pools at EOT + 5. From the first layer on, the
+    shared frozen prefix is the embedded input itself."""
+    check_against_official(tiny_attr, kind, layers, 48)
 
 
 @pytest.mark.parametrize("kind", ["MMRL", "MMRLpp"])
@@ -207,7 +209,8 @@ def test_text_prefix_below_the_first_representation_layer_is_computed_once(tiny_
     calls, real = [], tiny_attr.text_states
     monkeypatch.setattr(tiny_attr, "text_states", lambda *args: calls.append(args[2]) or real(*args))
     first, again = model.text_features(), model.text_features()
-    assert calls == [1] and torch.equal(first, again)  # exactness vs the whole tower: the official-forward tests
+    assert calls == [1] and torch.equal(first, again)
+    assert torch.equal(first, model.text_features(share_prefix=False))  # the whole tower, the same numbers
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model.text_features()
     assert calls == [1, 1]  # another precision, another prefix

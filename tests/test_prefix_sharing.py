@@ -1,5 +1,5 @@
-"""A training step that computes the frozen image prefix once (backbone.image_prefix /
-forward_image_from) gives exactly the logits, losses and gradients of two full passes, in fp32."""
+"""A training step that computes the frozen image prefix once (backbone: image_states, then
+forward_image(..., start_layer)) gives exactly the logits, losses and gradients of two full passes, in fp32."""
 import pytest
 import torch
 
@@ -58,8 +58,10 @@ def test_prefix_then_rest_is_the_whole_tower_on_vit_b16():
     hooks = TowerHooks(before_block=lambda i, x: torch.cat([x, tokens.expand(x.shape[0], -1, -1)], 1) if i == 8 else x)
     with torch.no_grad():
         whole = clip.forward_image(images, hooks)
-        prefix = clip.image_prefix(images, 8)
-        rest = clip.forward_image_from(prefix, 8, hooks)
+        prefix = clip.image_states(images, 8)
+        rest = clip.forward_image(prefix, hooks, start_layer=8)
     assert torch.equal(whole.features, rest.features) and torch.equal(whole.tokens, rest.tokens)
+    zero = clip.forward_image(clip.image_states(images, 0), hooks, start_layer=0)  # the states after ln_pre
+    assert torch.equal(whole.features, zero.features)
     with pytest.raises(ValueError, match="hooks act before block 8"):
-        clip.forward_image_from(prefix, 8, TowerHooks(capture_heads=(3,)))
+        clip.forward_image(prefix, TowerHooks(capture_heads=(3,)), start_layer=8)

@@ -36,7 +36,7 @@ from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
 from trainers.common import ClipTrainer, TextClassifier, accuracy
 from trainers.representation import (
-    TASKS, RepresentationSpace, representation_features, residual_factors, scores_fused, token_hook,
+    TASKS, FrozenTextPrefix, RepresentationSpace, representation_features, residual_factors, scores_fused, token_hook,
 )
 from trainers.templates import class_prompts
 
@@ -110,7 +110,7 @@ class MMRLCLIP(TextClassifier):
         self.register_buffer("eot_index", clip.eot_index(ids), persistent=False)
         self.register_buffer("ids", ids, persistent=False)
         self.register_buffer("frozen_text", None, persistent=False)
-        self._text_prefix: dict[tuple, Tensor] = {}
+        self.text_prefix = FrozenTextPrefix(clip, s.layers[0])
         self.eval_fused = True
         self.to(clip.device)  # the learnable tensors are drawn on the CPU; the backbone may be on a GPU
 
@@ -121,30 +121,23 @@ class MMRLCLIP(TextClassifier):
         return self.proj_base + self.proj_rep_down @ self.proj_rep_up
 
     # ---- towers ------------------------------------------------------------------------
-    def text_prefix(self) -> Tensor:
-        """The prompts' text states entering the first representation layer. Nothing learnable acts
-        before it, so they are computed once per autocast setting and reused: the features are
-        those of the whole tower, for the work of its upper layers (the official code reruns all)."""
-        device = self.prompt_embeddings.device
-        key = (str(device), torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
-        if key not in self._text_prefix:
-            with torch.no_grad():
-                self._text_prefix[key] = self.clip.text_states(self.prompt_embeddings, self.eot_index,
-                                                               self.settings.layers[0])
-        return self._text_prefix[key]
-
-    def text_features(self) -> Tensor:
-        """[C, embed_dim] class text features with the representation tokens after the start token."""
+    def text_features(self, share_prefix: bool = True) -> Tensor:
+        """[C, embed_dim] class text features with the representation tokens after the start token;
+        with `share_prefix`, from the frozen states below the first representation layer, computed
+        once (the same numbers)."""
         s = self.settings
         hooks = TowerHooks(before_block=token_hook(self.representation.text(), s.layers, 1, s.beta),
                            eot_shift=s.n_tokens)
-        return self.clip.forward_text(self.text_prefix(), self.eot_index, hooks, start_layer=s.layers[0]).features
+        if not share_prefix:
+            return self.clip.forward_text(self.prompt_embeddings, self.eot_index, hooks).features
+        states = self.text_prefix(self.prompt_embeddings, self.eot_index)
+        return self.clip.forward_text(states, self.eot_index, hooks, start_layer=s.layers[0]).features
 
     def image_prefix(self, images: Tensor) -> Tensor:
         """The frozen image states entering the first representation layer: the same for the
         prompted pass and frozen CLIP's, so a training step computes them once."""
         with torch.no_grad():
-            return self.clip.image_prefix(images.to(self.clip.dtype), self.settings.layers[0])
+            return self.clip.image_states(images.to(self.clip.dtype), self.settings.layers[0])
 
     def image_features(self, images: Tensor, prefix: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Class features (frozen projection) and representation features, [B, embed_dim] each;
@@ -154,7 +147,7 @@ class MMRLCLIP(TextClassifier):
         if prefix is None:
             out = self.clip.forward_image(images.to(self.clip.dtype), hooks)
         else:
-            out = self.clip.forward_image_from(prefix, s.layers[0], hooks)
+            out = self.clip.forward_image(prefix, hooks, start_layer=s.layers[0])
         return out.features, representation_features(self.clip, out.tokens, 1, s.n_tokens, self.projection())
 
     # ---- logits ------------------------------------------------------------------------
@@ -166,8 +159,10 @@ class MMRLCLIP(TextClassifier):
         alpha = self.settings.alpha
         return MMRLOutput(logits, logits_rep, alpha * logits + (1 - alpha) * logits_rep, image, text)
 
-    def forward_train(self, images: Tensor, prefix: Tensor | None = None) -> MMRLOutput:
-        return self.outputs(images, F.normalize(self.text_features().float(), dim=-1), prefix)
+    def forward_train(self, images: Tensor, prefix: Tensor | None = None, share_prefix: bool = True) -> MMRLOutput:
+        """Training outputs; `prefix`: the images' frozen states below the first representation layer
+        (`image_prefix`), `share_prefix`: the text side's, computed once."""
+        return self.outputs(images, F.normalize(self.text_features(share_prefix).float(), dim=-1), prefix)
 
     def forward(self, images: Tensor) -> Tensor:
         """Evaluation logits: fused, or the class-feature logits alone (`eval_fused`, from TASK)."""
@@ -187,7 +182,7 @@ class MMRLCLIP(TextClassifier):
                 self.frozen_text = self.clip.encode_text(self.ids).float()
         if prefix is None:
             return self.clip.encode_image(images.to(self.clip.dtype)), self.frozen_text
-        return self.clip.forward_image_from(prefix, self.settings.layers[0]).features, self.frozen_text
+        return self.clip.forward_image(prefix, start_layer=self.settings.layers[0]).features, self.frozen_text
 
 
 def mmrl_loss(out: MMRLOutput, labels: Tensor, frozen_image: Tensor, frozen_text: Tensor,
@@ -299,13 +294,13 @@ class MMRL(ClipTrainer):
 
     def training_losses(self, images: Tensor, labels: Tensor, share_prefix: bool = True) -> tuple[MMRLOutput, dict]:
         """The step's outputs and losses. With `share_prefix`, the frozen image states below the
-        first representation layer are computed once for both passes (the same numbers as two
-        full passes: tests/test_prefix_sharing.py)."""
+        first representation layer are computed once for both passes, and the text side's once for
+        every step (the same numbers as full passes: tests/test_prefix_sharing.py)."""
         c = self.cfg.TRAINER[self.CONFIG_NODE]
         with self.autocast():
             prefix = self.model.image_prefix(images) if share_prefix else None
             frozen_image, frozen_text = self.model.frozen_features(images, prefix)  # the regularisers' targets
-            out = self.model.forward_train(images, prefix)
+            out = self.model.forward_train(images, prefix, share_prefix)
             return out, mmrl_loss(out, labels, frozen_image, frozen_text, c.ALPHA, c.REG_WEIGHT)
 
     def forward_backward(self, batch: dict) -> dict:

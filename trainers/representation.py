@@ -121,6 +121,25 @@ def token_hook(tokens: Tensor, layers: Sequence[int], position: int, beta: float
     return before_block
 
 
+class FrozenTextPrefix:
+    """The text states entering the first token layer of frozen prompt embeddings (the hand-written
+    prompts of MMRL and DeAR): nothing learnable acts below that layer, so they are computed once
+    per device and autocast setting and reused by every step; the features are those of the whole
+    tower, for the work of its upper layers (the official code reruns all of it)."""
+
+    def __init__(self, clip: ClipBackbone, layer: int):
+        self.clip, self.layer = clip, layer
+        self._states: dict[tuple, Tensor] = {}
+
+    def __call__(self, embeddings: Tensor, eot_index: Tensor) -> Tensor:
+        device = embeddings.device
+        key = (str(device), torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
+        if key not in self._states:
+            with torch.no_grad():
+                self._states[key] = self.clip.text_states(embeddings, eot_index, self.layer)
+        return self._states[key]
+
+
 def representation_features(clip: ClipBackbone, states: Tensor, position: int, n: int, projection: Tensor) -> Tensor:
     """[B, embed_dim]: ln_post of the n tokens at `position` of the final vision states [B, L, width],
     averaged over the tokens, times `projection` [width, embed_dim] (the official x_rep)."""

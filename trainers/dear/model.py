@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from backbone import ClipBackbone, TowerHooks
-from trainers.representation import RepresentationSpace, residual_factors, token_hook
+from trainers.representation import FrozenTextPrefix, RepresentationSpace, residual_factors, token_hook
 
 FUSIONS = ("learned", "cls", "mmrl")
 
@@ -81,6 +81,7 @@ class DeARCLIP(nn.Module):
         self.register_buffer("eot_index", clip.eot_index(ids), persistent=False)
         self.eval_fused = s.paths > 1
         self._text_cache: Tensor | None = None
+        self.text_prefix = FrozenTextPrefix(clip, s.text_first_layer)
         self.to(clip.device)  # the learnable tensors are drawn on the CPU; the backbone may be on a GPU
 
     def _init_attr_projection(self, clip: ClipBackbone, rank: int) -> None:
@@ -111,28 +112,35 @@ class DeARCLIP(nn.Module):
         layers = range(s.first_layer, s.first_layer + tokens.shape[0])
         return TowerHooks(before_block=token_hook(tokens, layers, self.n_orig, s.beta), head_masks=masks)
 
-    def text_features(self) -> Tensor:
-        """[C, embed_dim] class features with the text tokens after the start token."""
+    def text_features(self, share_prefix: bool = True) -> Tensor:
+        """[C, embed_dim] class features with the text tokens after the start token; with
+        `share_prefix`, from the frozen states below the text tokens' layer, computed once (the
+        same numbers)."""
         tokens = self.tokens.text()
+        if tokens is None:
+            return self.clip.forward_text(self.prompt_embeddings, self.eot_index).features
         s = self.settings
-        hooks = None if tokens is None else TowerHooks(
+        hooks = TowerHooks(
             before_block=token_hook(tokens, range(s.text_first_layer, s.text_first_layer + tokens.shape[0]), 1, s.beta),
             eot_shift=s.n_text,
         )
-        return self.clip.forward_text(self.prompt_embeddings, self.eot_index, hooks).features
+        if not share_prefix:
+            return self.clip.forward_text(self.prompt_embeddings, self.eot_index, hooks).features
+        states = self.text_prefix(self.prompt_embeddings, self.eot_index)
+        return self.clip.forward_text(states, self.eot_index, hooks, start_layer=s.text_first_layer).features
 
     def image_prefix(self, images: Tensor) -> Tensor:
         """The frozen image states entering layer J: the same for the prompted pass and frozen
         CLIP's (the regulariser's f_cls^CLIP), so a training step computes them once."""
         with torch.no_grad():
-            return self.clip.image_prefix(images.to(self.clip.dtype), self.settings.first_layer)
+            return self.clip.image_states(images.to(self.clip.dtype), self.settings.first_layer)
 
     @torch.no_grad()
     def frozen_image_features(self, images: Tensor, prefix: Tensor | None = None) -> Tensor:
         """Frozen CLIP's image features of `images` (from `image_prefix(images)` when given)."""
         if prefix is None:
             return self.clip.encode_image(images.to(self.clip.dtype))
-        return self.clip.forward_image_from(prefix, self.settings.first_layer).features
+        return self.clip.forward_image(prefix, start_layer=self.settings.first_layer).features
 
     def image_features(self, images: Tensor, prefix: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """CLS features [B, D] through the frozen projection and, when fused, the attribute
@@ -141,7 +149,7 @@ class DeARCLIP(nn.Module):
         if prefix is None:
             out = self.clip.forward_image(images.to(self.clip.dtype), self.vision_hooks())
         else:
-            out = self.clip.forward_image_from(prefix, self.settings.first_layer, self.vision_hooks())
+            out = self.clip.forward_image(prefix, self.vision_hooks(), start_layer=self.settings.first_layer)
         if self.settings.paths == 1:
             return out.features, None
         attr = self.clip.image_norm(out.tokens[:, self.n_orig:self.n_orig + self.settings.n_attr])
@@ -159,8 +167,10 @@ class DeARCLIP(nn.Module):
         image = F.normalize(image.float(), dim=-1)
         return self.clip.logit_scale.exp() * image @ F.normalize(text.float(), dim=-1).t()
 
-    def forward_train(self, images: Tensor, prefix: Tensor | None = None) -> DeAROutput:
-        text = self.text_features()
+    def forward_train(self, images: Tensor, prefix: Tensor | None = None, share_prefix: bool = True) -> DeAROutput:
+        """Training outputs; `prefix`: the images' frozen states below J (`image_prefix`),
+        `share_prefix`: the text side's, computed once."""
+        text = self.text_features(share_prefix)
         cls, attr = self.image_features(images, prefix)
         paths = self.path_logits(cls, attr, text)
         logits = (self.fusion_alpha()[None, :, None] * paths).sum(1)

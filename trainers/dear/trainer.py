@@ -251,12 +251,13 @@ class DeAR(ClipTrainer):
     def training_losses(self, images: torch.Tensor, labels: torch.Tensor,
                         share_prefix: bool = True) -> tuple[DeAROutput, dict, torch.Tensor]:
         """The step's outputs, losses and alpha. With `share_prefix`, the frozen image states below
-        layer J are computed once for the prompted pass and frozen CLIP's (the same numbers as two
-        full passes: tests/test_prefix_sharing.py)."""
+        layer J are computed once for the prompted pass and frozen CLIP's, and the text side's below
+        the text tokens once for every step (the same numbers as full passes:
+        tests/test_prefix_sharing.py)."""
         c = self.cfg.TRAINER.DEAR
         with self.autocast():
             prefix = self.model.image_prefix(images) if share_prefix else None
-            out = self.model.forward_train(images, prefix)
+            out = self.model.forward_train(images, prefix, share_prefix)
             frozen_image = self.model.frozen_image_features(images, prefix)
             alpha = self.model.fusion_alpha()
             losses = dear_loss(out, labels, frozen_image, self.model.frozen_text, alpha[0], c.LAMBDA_REG, c.LAMBDA_FUSION)
