@@ -102,7 +102,8 @@ def test_interrupted_job_is_requeued_and_resumes_to_the_uninterrupted_result(swe
     assert f"pending      {CHAIN}  job {swept.job_a} (PENDING, BeginTime)" in swept.during.out
     train = run(swept.a, "train_base")
     logs = sorted(train.glob("log.txt*"))
-    assert len(logs) == 2, logs  # the first attempt's log, then the requeued job's (log.txt-<time>)
+    consoles = "\n".join(f"--- {p}\n{p.read_text()[-4000:]}" for p in sorted(train.glob("slurm-*.log")))
+    assert len(logs) == 2, f"{logs}\n{swept.attached.out}\n{consoles}"  # the first attempt's log, then the requeued job's
     rerun = logs[1].read_text()
     resumed = int(re.search(r"^Previous epoch: (\d+)$", rerun, re.M).group(1))
     assert 1 <= resumed < EPOCHS and f"model.pth.tar-{resumed}" in rerun
