@@ -41,12 +41,13 @@ class TextClassifier(nn.Module):
 
     That lets evaluation encode the class prompts once (`cached_text_features`) where
     CoOp's code re-encodes them for every test batch. Its image features are
-    `image_head(frozen_image_features(images))`: with `frozen_image_tower` True (the image
-    tower untouched, as in CoOp), evaluation may reuse the frozen features of other runs
-    (engine/feature_cache.py); methods that prompt the image tower set it False.
+    `image_head(frozen_image_features(images))`. A model whose image tower is untouched (as in
+    CoOp) declares `frozen_image_tower = True`, and evaluation may then reuse the frozen features
+    of other runs (engine/feature_cache.py). The default is False: a subclass that prompts the
+    image tower and forgets to say so is only slower, never wrong.
     """
 
-    frozen_image_tower = True
+    frozen_image_tower = False
 
     def __init__(self, clip: ClipBackbone):
         super().__init__()

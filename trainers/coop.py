@@ -81,6 +81,8 @@ class PromptLearner(nn.Module):
 
 
 class CoOpCLIP(TextClassifier):
+    frozen_image_tower = True  # the prompts are in the text tower only
+
     def __init__(self, clip: ClipBackbone, prompt_learner: PromptLearner):
         super().__init__(clip)
         self.prompt_learner = prompt_learner

@@ -145,8 +145,6 @@ class DeepPromptCLIP(TextClassifier):
     """CLIP with deep prompts in both towers; text features are image-independent, so an
     evaluation encodes the class prompts once. The image tower is prompted: no frozen features."""
 
-    frozen_image_tower = False
-
     def __init__(self, clip: ClipBackbone, prompt_learner: DeepPrompts):
         super().__init__(clip)
         self.prompt_learner = prompt_learner

@@ -10,6 +10,8 @@ from trainers.templates import class_prompts
 
 
 class ZeroShotClassifier(TextClassifier):
+    frozen_image_tower = True  # CLIP-Adapter's subclass adapts the features after the tower
+
     def __init__(self, clip, prompts: list[str]):
         super().__init__(clip)
         with torch.no_grad():
