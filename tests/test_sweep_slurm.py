@@ -4,7 +4,8 @@
 A tiny-attr CoOp base-to-new sweep (1 dataset, 1 seed, 1 shot, 6 epochs) is submitted twice, into
 two output trees. Job A gets USR2 (what SLURM sends before a time limit, and on preemption) once its
 first epoch checkpoint exists: submitit's checkpoint() stops the step and requeues the job, and the
-rerun resumes from the checkpoint. Its results.json metrics and final checkpoint must equal job B's,
+rerun resumes from the checkpoint. Its epochs take a fraction of a second, so its train.py is paused
+(SIGSTOP) from the first checkpoint until the stop signal is pending: the run cannot finish before it. Its results.json metrics and final checkpoint must equal job B's,
 which ran uninterrupted. --status and rerunning the sweep re-attach (nothing resubmitted); a failing
 chain is listed with its log and resubmitted by the next run.
 """
@@ -13,6 +14,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from engine.locks import FileLock
 from tests.slurm_cluster import OneNodeSlurm, missing_reason
 
 CHAIN = "CoOp-tiny_ep10-attr_color_shape-shots1-seed1"
@@ -61,7 +64,8 @@ def submitted_id(result: SimpleNamespace) -> str:
     return match.group(1)
 
 
-def wait_for(condition, what: str, cluster: OneNodeSlurm, job: str, out: Path, timeout: float = 180):
+def wait_for(condition, what: str, cluster: OneNodeSlurm, job: str, out: Path, timeout: float = 180,
+             poll_s: float = 0.1):
     """Until `condition()`; fails at once, with the job's logs, if the job has left the queue."""
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -71,8 +75,22 @@ def wait_for(condition, what: str, cluster: OneNodeSlurm, job: str, out: Path, t
             logs = [*(out / "sweeps" / "slurm").glob("*.out"), *out.rglob("slurm-*.log")]
             raise AssertionError(f"job {job} left the queue before {what}:\n"
                                  + "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in logs))
-        time.sleep(0.1)
+        time.sleep(poll_s)
     raise AssertionError(f"timed out waiting for {what}; queue {cluster.queue()}\n{cluster.logs()}")
+
+
+def pause_writer(folder: Path) -> int:
+    """SIGSTOP the train.py that holds `folder` (its PID is in the run's lock record)."""
+    holder = FileLock(folder / ".lock").holder()
+    assert holder is not None, f"no lock record in {folder}"
+    os.kill(holder.pid, signal.SIGSTOP)
+    return holder.pid
+
+
+def sigterm_pending(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = re.findall(r"^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$", status, re.M)
+    return any(int(mask, 16) & (1 << (signal.SIGTERM - 1)) for mask in masks)
 
 
 def run(out: Path, part: str) -> Path:
@@ -86,8 +104,11 @@ def swept(cluster, attr_color_shape_root, tmp_path_factory):
     started = time.time()
     job_a, job_b = submitted_id(sweep(data, out_a)), submitted_id(sweep(data, out_b))
     checkpoint = run(out_a, "train_base") / "prompt_learner" / "model.pth.tar-1"
-    wait_for(checkpoint.is_file, f"{checkpoint}", cluster, job_a, out_a)
+    wait_for(checkpoint.is_file, f"{checkpoint}", cluster, job_a, out_a, poll_s=0.005)
+    writer = pause_writer(run(out_a, "train_base"))
     subprocess.run(["scancel", "--signal=USR2", job_a], check=True, env=cluster.env)
+    wait_for(lambda: sigterm_pending(writer), "the step's SIGTERM", cluster, job_a, out_a, 60)
+    os.kill(writer, signal.SIGCONT)
     wait_for(lambda: cluster.queue().get(job_a) == "PENDING", "the requeue", cluster, job_a, out_a, 60)
     during = sweep(data, out_a, "--status")
     # SLURM holds a requeued job for about two minutes (its BeginTime); the test need not wait for that
