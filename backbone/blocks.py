@@ -7,7 +7,8 @@ from their `nn.MultiheadAttention` weights, which open_clip's default
 gradient (prompts, tokens): open_clip's attention projects q, k, v from a transposed view of the
 batch-first states, which matmul under autograd runs as one small product per position on the
 CPU (3-5x slower on ViT-B/16); the recomputation projects the states directly, the same math
-up to float round-off.
+up to float round-off. Under CPU autocast (bf16) every block is recomputed: there, that
+transposed projection copies its weight once per position (a 3x slower training step).
 """
 from __future__ import annotations
 
@@ -88,6 +89,10 @@ def _manual_block(block: ResidualAttentionBlock, x: Tensor, mask: Tensor | None,
     return x, per_head
 
 
+def _cpu_autocast(x: Tensor) -> bool:
+    return x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+
+
 def check_layers(hooks: TowerHooks, layers: int, tower: str) -> None:
     bad = sorted(i for i in [*hooks.head_masks, *hooks.capture_heads] if not 0 <= i < layers)
     if bad:
@@ -110,7 +115,7 @@ def run_blocks(transformer: Transformer, x: Tensor, hooks: TowerHooks, causal: b
         head_mask = hooks.head_masks.get(i)
         capture = i in hooks.capture_heads
         if head_mask is None and not capture:
-            if x.requires_grad and not _recomputable(block):
+            if (x.requires_grad or _cpu_autocast(x)) and not _recomputable(block):
                 x = _manual_block(block, x, mask, capture=False)[0]
             else:
                 x = _stock_block(block, x, mask, transformer.batch_first)

@@ -238,6 +238,22 @@ def test_blocks_carrying_a_gradient_are_recomputed_with_the_same_result(tiny, mo
 
 
 @torch.no_grad()
+def test_cpu_autocast_recomputes_every_block(tiny, monkeypatch):
+    """Under CPU bf16 autocast open_clip's transposed q/k/v projection copies the weight once per
+    position (3x slower steps), so every block runs recomputed; in fp32 the stock blocks stay."""
+    from backbone import blocks
+    x = images(tiny)
+    calls, real = [], blocks._manual_block
+    monkeypatch.setattr(blocks, "_manual_block", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fp32 = tiny.encode_image(x)
+    assert calls == []
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = tiny.encode_image(x)
+    assert len(calls) == tiny.vision_layers
+    torch.testing.assert_close(bf16.float(), fp32, rtol=0.05, atol=0.05)
+
+
+@torch.no_grad()
 def test_text_prefix_then_upper_layers_equal_the_whole_tower(tiny):
     """text_states(k) + forward_text(start_layer=k) = one forward_text (MMRL's cached prefix)."""
     ids = tiny.tokenize(PROMPTS)
