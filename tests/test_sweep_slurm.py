@@ -111,7 +111,8 @@ def swept(cluster, attr_color_shape_root, tmp_path_factory):
     data = attr_color_shape_root
     out_a, out_b = tmp_path_factory.mktemp("interrupted"), tmp_path_factory.mktemp("uninterrupted")
     started = time.time()
-    job_a, job_b = submitted_id(sweep(data, out_a)), submitted_id(sweep(data, out_b))
+    job_a = submitted_id(sweep(data, out_a))
+    submitted_id(sweep(data, out_b))  # the uninterrupted twin
     checkpoint = run(out_a, "train_base") / "prompt_learner" / "model.pth.tar-1"
     wait_for(checkpoint.is_file, f"{checkpoint}", cluster, job_a, out_a, poll_s=0.005)
     writer = pause_writer(run(out_a, "train_base"))
