@@ -16,6 +16,7 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,46 +137,43 @@ def resolve_model_file(model_dir: Path, epoch: int | None) -> Path:
     return latest_checkpoint(model_dir) or model_dir / BEST
 
 
-def load_checkpoint(path: Path | str) -> dict:
-    """A checkpoint dict, read with weights_only=True.
+def load_tensors(path: Path | str, what: str) -> Any:
+    """A file of tensors and plain data (a checkpoint, PromptSRC's GPA state, ...): torch.load with
+    weights_only=True (legacy numpy/TorchVersion entries allowed), to the CPU.
 
-    Raises CheckpointError for a file holding Python objects (it would run code) and
-    CheckpointDamagedError for a truncated or corrupt file, each naming the file.
+    Raises CheckpointError for a file holding Python objects (unpickling it could run code) and
+    CheckpointDamagedError for a truncated or corrupt file, each naming `what` and the file.
     """
-    path = Path(path)
+    path, label = Path(path), what[0].upper() + what[1:]
     if not path.is_file():
-        raise MissingFileError(f'Model not found at "{path}"')
+        raise MissingFileError(f"{label} {path} does not exist")
     try:
         with torch.serialization.safe_globals(_legacy_globals()):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
             found = re.search(r"GLOBAL (\S+)", str(e))
-            what = f" ({found.group(1)})" if found else ""
+            held = f" ({found.group(1)})" if found else ""
             raise CheckpointError(
-                f"Refusing to load {path}: it holds Python objects{what}, not only tensors and plain data, "
-                "so unpickling it could run code. This toolbox never writes such files; if you trust "
+                f"Refusing to load {what} {path}: it holds Python objects{held}, not only tensors and plain "
+                "data, so unpickling it could run code. This toolbox never writes such files; if you trust "
                 "where it came from, re-save its tensors with torch.save({'state_dict': ...})"
             ) from None
-        raise CheckpointDamagedError(f"Checkpoint {path} is damaged ({e}); it cannot be read") from None
+        raise CheckpointDamagedError(f"{label} {path} is damaged ({e}); it cannot be read") from None
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
         reason = str(e).strip() or type(e).__name__
         raise CheckpointDamagedError(
-            f"Checkpoint {path} is damaged (truncated or corrupt: {reason}); it cannot be read"
+            f"{label} {path} is damaged (truncated or corrupt: {reason}); it cannot be read"
         ) from None
+
+
+def load_checkpoint(path: Path | str) -> dict:
+    """A checkpoint dict of this toolbox, read safely (load_tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f'Model not found at "{path}"')
+    ckpt = load_tensors(path, "checkpoint")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of this toolbox (no 'state_dict' entry)")
     return ckpt
 
-
-def load_tensors(path: Path | str, what: str) -> dict:
-    """A side file of tensors and plain data (e.g. PromptSRC's GPA state), read safely."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"{what} {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"Refusing to load {what} {path}: it holds Python objects, not only tensors") from None
-    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        raise CheckpointDamagedError(f"{what} {path} is damaged ({str(e).strip() or type(e).__name__})") from None

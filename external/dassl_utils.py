@@ -11,10 +11,9 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
-from engine.checkpoint import POINTER, latest_checkpoint, learnable_state, load_learnable_state
+from engine.checkpoint import POINTER, latest_checkpoint, learnable_state, load_learnable_state, load_tensors
 from engine.checkpoint import save_checkpoint as save_checkpoint_file
 from engine.data.manager import read_image
 from engine.errors import MissingFileError
@@ -142,12 +141,13 @@ def tolist_if_not(x: Any) -> list:
 
 # ---- checkpoints ------------------------------------------------------------------------------------
 def load_checkpoint(fpath: str) -> dict:
-    """A checkpoint dict, on the GPU it was saved from when there is one, else on the CPU."""
+    """Dassl's load_checkpoint, read as this toolbox reads every checkpoint: weights_only=True, to the
+    CPU (load_state_dict copies to the model's device), a pickled object refused with the file named."""
     if fpath is None:
         raise ValueError("File path is None")
     if not os.path.exists(fpath):
         raise MissingFileError(f'File is not found at "{fpath}"')
-    return torch.load(fpath, map_location=None if torch.cuda.is_available() else "cpu", weights_only=False)
+    return load_tensors(fpath, "checkpoint")
 
 
 def _without_module_prefix(state: dict) -> OrderedDict:

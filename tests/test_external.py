@@ -249,6 +249,33 @@ def test_compute_accuracy_and_optimizer_semantics(layers):
         build_optimizer(model, cfg.OPTIM)
 
 
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_dassl_load_checkpoint_reads_tensors_and_refuses_pickled_code(layers, tmp_path):
+    """dassl.utils.load_checkpoint reads as the toolbox does (weights_only): a plain Dassl-style
+    checkpoint and a bare state dict load, a pickled object is refused without running it."""
+    from dassl.utils import load_checkpoint
+
+    saved = {"state_dict": {"w": torch.arange(3.0)}, "epoch": 2, "optimizer": {"state": {}, "param_groups": []}}
+    torch.save(saved, tmp_path / "good.pth")
+    loaded = load_checkpoint(str(tmp_path / "good.pth"))
+    assert torch.equal(loaded["state_dict"]["w"], torch.arange(3.0)) and loaded["epoch"] == 2
+    torch.save({"w": torch.ones(2)}, tmp_path / "weights.pth")  # load_pretrained_weights' bare state dict
+    assert torch.equal(load_checkpoint(str(tmp_path / "weights.pth"))["w"], torch.ones(2))
+    marker = tmp_path / "PWNED"
+    torch.save({"state_dict": {}, "x": _Payload(marker)}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match=r"Refusing to load checkpoint .*evil.pth: it holds Python objects "
+                                              r"\(posix.system\)"):
+        load_checkpoint(str(tmp_path / "evil.pth"))
+    assert not marker.exists()
+
+
 def test_a_copy_of_a_builtin_trainer_keeps_the_builtin(layers, tmp_path, capsys):
     (tmp_path / "coop.py").write_text(
         "from dassl.engine import TRAINER_REGISTRY, TrainerX\n\n@TRAINER_REGISTRY.register()\nclass CoOp(TrainerX):\n    pass\n")
