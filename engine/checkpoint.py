@@ -8,9 +8,16 @@ Files hold tensors and plain Python data only and are read with `weights_only=Tr
 crafted file that would run code when unpickled is refused, not loaded. A save is
 serialised in memory and written atomically, so a full disk is a plain OSError naming the
 file and a kill mid-write leaves the previous files intact.
+
+Every file is written with a `<file>.sha256` beside it (sha256sum's format, so `sha256sum -c`
+checks it too), written first, and every load verifies it: torch's zip reader does not check
+its CRCs, so a flipped byte in tensor data would otherwise load as different weights. A file
+without one (written by other code, or before digests existed) loads unverified.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import pickle
 import re
@@ -28,6 +35,7 @@ from engine.io import atomic_write_bytes, atomic_write_text
 POINTER = "checkpoint"
 BEST = "model-best.pth.tar"
 EPOCH_FILE = re.compile(r"model\.pth\.tar-(\d+)")
+DIGEST_SUFFIX = ".sha256"
 
 
 def epoch_file(epoch: int) -> str:
@@ -75,12 +83,56 @@ def load_learnable_state(model: nn.Module, state: dict[str, torch.Tensor], sourc
     model.load_state_dict(state, strict=False)
 
 
+def digest_path(path: Path | str) -> Path:
+    """The `<file>.sha256` that records a saved file's digest."""
+    path = Path(path)
+    return path.with_name(path.name + DIGEST_SUFFIX)
+
+
 def save_tensors(payload: dict, path: Path | str) -> None:
     """torch.save serialised in memory, then written atomically (temp file + rename): a full disk
-    is an OSError naming the file, and a kill mid-write leaves the earlier file intact."""
+    is an OSError naming the file, and a kill mid-write leaves the earlier file intact. Its
+    digest is written first: a kill between the two leaves a file that fails verification
+    (refused, never used), not one that loads unverified."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    data = buffer.getvalue()
+    sidecar = digest_path(path)
+    previous = sidecar.read_bytes() if sidecar.is_file() else None
+    atomic_write_text(sidecar, f"{hashlib.sha256(data).hexdigest()}  {Path(path).name}\n")
+    try:
+        atomic_write_bytes(path, data)
+    except BaseException:  # the file was not replaced: its own digest goes back
+        with contextlib.suppress(OSError):
+            if previous is None:
+                sidecar.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(sidecar, previous)
+        raise
+
+
+def remove_tensors(path: Path | str) -> None:
+    """Delete a saved file and its digest."""
+    Path(path).unlink(missing_ok=True)
+    digest_path(path).unlink(missing_ok=True)
+
+
+def read_verified(path: Path, label: str) -> bytes:
+    """The file's bytes, checked against the digest recorded when it was written (if any)."""
+    data = path.read_bytes()
+    sidecar = digest_path(path)
+    if not sidecar.is_file():
+        return data
+    words = sidecar.read_text(errors="replace").split()
+    recorded = words[0].lower() if words else ""
+    if not re.fullmatch(r"[0-9a-f]{64}", recorded):
+        raise CheckpointDamagedError(f"{label} {path} cannot be verified: its digest file {sidecar} is damaged")
+    if hashlib.sha256(data).hexdigest() != recorded:
+        raise CheckpointDamagedError(
+            f"{label} {path} is damaged: its content does not match the SHA-256 recorded when it was written "
+            f"({sidecar}); it was changed after saving (a bad copy, a failing disk)"
+        )
+    return data
 
 
 def save_checkpoint(payload: dict, model_dir: Path, filename: str, update_pointer: bool = True) -> Path:
@@ -148,8 +200,12 @@ def load_tensors(path: Path | str, what: str) -> Any:
     if not path.is_file():
         raise MissingFileError(f"{label} {path} does not exist")
     try:
+        data = read_verified(path, label)
+    except OSError as e:
+        raise CheckpointDamagedError(f"{label} {path} cannot be read ({e})") from None
+    try:
         with torch.serialization.safe_globals(_legacy_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
             found = re.search(r"GLOBAL (\S+)", str(e))

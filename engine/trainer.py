@@ -25,7 +25,7 @@ from tqdm import tqdm
 from engine import distributed
 from engine.checkpoint import (
     BEST, CheckpointDamagedError, epoch_checkpoints, epoch_file, latest_checkpoint, learnable_state,
-    load_checkpoint, load_learnable_state, resolve_model_file, save_checkpoint,
+    load_checkpoint, load_learnable_state, remove_tensors, resolve_model_file, save_checkpoint,
 )
 from engine.data.manager import DataManager
 from engine.errors import ConfigError, MissingFileError, RunMismatchError
@@ -157,7 +157,7 @@ class TrainerX:
         """Delete the resume checkpoint written after `epochs` epochs (and any side files a trainer
         keeps with it)."""
         for name in self.get_model_names():
-            (Path(directory) / name / epoch_file(epochs)).unlink(missing_ok=True)
+            remove_tensors(Path(directory) / name / epoch_file(epochs))
 
     def _remove_old_checkpoints(self, epoch: int) -> None:
         """Keep the KEEP_EPOCHS newest epoch checkpoints, plus those TRAIN.CHECKPOINT_FREQ keeps."""

@@ -391,7 +391,8 @@ def accuracy(run: Path) -> float:
 def test_example_trainer_runs_base_to_new_with_our_checkpoints(base2new, trainer):
     base, new = run_dir(base2new, "train_base", trainer), run_dir(base2new, "test_new", trainer)
     name = EXAMPLE_TRAINERS[trainer]
-    assert sorted(p.name for p in (base / name).iterdir()) == ["checkpoint", "model.pth.tar-1"]
+    assert sorted(p.name for p in (base / name).iterdir()) == [
+        "checkpoint", "model.pth.tar-1", "model.pth.tar-1.sha256"]
     ckpt = torch.load(base / name / "model.pth.tar-1", weights_only=False)
     learnable = {"DasslCoOp": ["ctx"], "DasslCLIPAdapter": ["fc.0.weight", "fc.2.weight"],
                  "DasslCoCoOp": ["ctx", "meta_net.linear1.bias", "meta_net.linear1.weight", "meta_net.linear2.bias",

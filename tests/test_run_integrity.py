@@ -1,6 +1,8 @@
 """Run integrity (docs/RELIABILITY.md): a result is the run it claims to be, one writer per output
 folder, checkpoints that cannot run code, damage that is survivable and explained."""
 import errno
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -268,8 +270,52 @@ def test_corrupt_newest_checkpoint_falls_back_a_epoch_to_the_same_weights(data_r
     resumed = (out / logs(out)[-1]).read_text()
     assert f"Warning: Checkpoint {newest} is damaged" in resumed and "Previous epoch: 1" in resumed
     assert torch.equal(ctx(straight, 3), ctx(out, 3))
-    assert sorted(p.name for p in (out / "prompt_learner").iterdir()) == [
-        "checkpoint", "model.pth.tar-2", "model.pth.tar-3"]  # the two newest are kept
+    assert sorted(p.name for p in (out / "prompt_learner").iterdir()) == [  # the two newest are kept
+        "checkpoint", "model.pth.tar-2", "model.pth.tar-2.sha256", "model.pth.tar-3", "model.pth.tar-3.sha256"]
+
+
+def flip_one_byte(path: Path) -> None:
+    """One bit of the tensor data changed: the zip stays readable (torch does not check its CRCs)."""
+    data = bytearray(path.read_bytes())
+    ckpt = torch.load(io.BytesIO(bytes(data)), weights_only=True)
+    ctx_bytes = ckpt["state_dict"]["ctx"].numpy().tobytes()
+    at = bytes(data).index(ctx_bytes)
+    data[at + 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    flipped = torch.load(path, weights_only=True)["state_dict"]["ctx"]  # loads without complaint
+    assert not torch.equal(flipped, ckpt["state_dict"]["ctx"])
+
+
+def test_a_flipped_byte_in_the_newest_checkpoint_falls_back_a_epoch(data_root, tmp_path, monkeypatch):
+    """Issue 20, case 4: a changed byte inside the tensor data is found by the digest recorded at
+    save time; resume falls back to the previous epoch and ends on the uninterrupted weights."""
+    from engine.trainer import TrainerX
+
+    straight = tmp_path / "straight"
+    main(argv(data_root, straight, epochs=3))
+    out = tmp_path / "run"
+    original = TrainerX.after_epoch
+    monkeypatch.setattr(TrainerX, "after_epoch", crash_after(1))
+    with pytest.raises(KeyboardInterrupt):
+        main(argv(data_root, out, epochs=3))
+    monkeypatch.setattr(TrainerX, "after_epoch", original)
+    newest = out / "prompt_learner" / "model.pth.tar-2"
+    assert (out / "prompt_learner" / "model.pth.tar-2.sha256").read_text() == \
+        f"{hashlib.sha256(newest.read_bytes()).hexdigest()}  model.pth.tar-2\n"
+    flip_one_byte(newest)
+    main(argv(data_root, out, epochs=3))
+    resumed = (out / logs(out)[-1]).read_text()
+    assert f"Warning: Checkpoint {newest} is damaged: its content does not match the SHA-256 recorded" in resumed
+    assert "Previous epoch: 1" in resumed and torch.equal(ctx(straight, 3), ctx(out, 3))
+
+
+def test_evaluating_a_checkpoint_with_a_flipped_byte_is_refused(data_root, finished, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(finished, model)
+    flip_one_byte(model / "prompt_learner" / "model.pth.tar-1")
+    with pytest.raises(CheckpointError, match=r"model\.pth\.tar-1 is damaged: its content does not match"):
+        main(argv(data_root, tmp_path / "eval", "--eval-only", "--model-dir", str(model)))
+    assert not (tmp_path / "eval" / "results.json").exists()
 
 
 KILL_DURING_SAVE = """

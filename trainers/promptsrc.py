@@ -18,7 +18,7 @@ from torch import Tensor
 
 from backbone import ClipBackbone
 from engine.checkpoint import (
-    CheckpointDamagedError, learnable_state, load_learnable_state, load_tensors, save_tensors,
+    CheckpointDamagedError, learnable_state, load_learnable_state, load_tensors, remove_tensors, save_tensors,
 )
 from engine.errors import MissingFileError
 from engine.optim import build_lr_scheduler, build_optimizer
@@ -195,7 +195,7 @@ class PromptSRC(ClipTrainer):
 
     def remove_checkpoint(self, directory: str, epochs: int) -> None:
         super().remove_checkpoint(directory, epochs)
-        gpa_file(directory, epochs).unlink(missing_ok=True)
+        remove_tensors(gpa_file(directory, epochs))
 
     def load_resume_extras(self, directory: str, epochs: int) -> None:
         path = gpa_file(directory, epochs)
