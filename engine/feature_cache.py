@@ -4,37 +4,35 @@ A method whose image tower is untouched at evaluation (its image features are th
 backbone's) sees the same test features in every seed, method and protocol step on a dataset.
 `FeatureCache.load_or_compute` stores them under the user cache folder (engine/cache.py),
 named by the SHA-256 of a key that holds everything that changes them; the caller builds the
-key (trainers/common.py: backbone weights, image list, evaluation transform, precision, batch
-size, device type, torch version). The file repeats the key and the image list, and both are
-compared on load: any difference recomputes. Writes are atomic and made under a lock, so
-parallel runs on one dataset compute the features once.
+key (trainers/common.py: backbone weights, the images' content (`image_list_signature`),
+evaluation transform, precision, batch size, device type, torch version). The file repeats the
+key and the image list, and both are compared on load, as is the file's recorded digest
+(engine/checkpoint.py): any difference recomputes. Writes are atomic and made under a lock, so
+parallel runs on one dataset compute the features once; the temp files of writes that a kill
+interrupted are removed the next time the cache is used.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
-from engine.cache import user_cache_dir
-from engine.io import atomic_write_bytes
+from engine.cache import files_digest, user_cache_dir
+from engine.checkpoint import load_tensors, save_tensors
+from engine.errors import UserError
+from engine.io import remove_interrupted_saves
 from engine.locks import locked
 
-FORMAT = 1
+FORMAT = 2  # 2: images bound to their content, entries verified by their recorded digest
 
 
 def image_list_signature(paths: Sequence[str]) -> str:
-    """SHA-256 over every image's absolute path, size and modification time (ns), in order: a
-    changed, replaced, added or reordered image changes it."""
-    h = hashlib.sha256()
-    for path in paths:
-        stat = os.stat(path)
-        h.update(f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+    """The images' content, in order (engine.cache.files_digest): a changed, replaced, added or
+    reordered image changes it, whatever its size and modification time say."""
+    return files_digest(paths)
 
 
 def key_text(key: dict) -> str:
@@ -60,8 +58,8 @@ class FeatureCache:
         if not path.is_file():
             return None
         try:
-            entry = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001  (a damaged entry is recomputed, never trusted)
+            entry = load_tensors(path, "feature cache entry")
+        except UserError:  # damaged or unverifiable: recomputed, never trusted
             return None
         if (not isinstance(entry, dict) or entry.get("format") != FORMAT or entry.get("key") != key_text(key)
                 or entry.get("impaths") != list(impaths)):
@@ -72,11 +70,15 @@ class FeatureCache:
         return features
 
     def save(self, key: dict, impaths: Sequence[str], features: torch.Tensor) -> Path:
-        buffer = io.BytesIO()
-        torch.save({"format": FORMAT, "key": key_text(key), "impaths": list(impaths), "features": features.cpu()}, buffer)
         path = self.path(key)
-        atomic_write_bytes(path, buffer.getvalue())
+        save_tensors({"format": FORMAT, "key": key_text(key), "impaths": list(impaths), "features": features.cpu()},
+                     path)
         return path
+
+    @staticmethod
+    def lock_of(entry: Path) -> Path:
+        """The lock every writer of an entry (or of its digest file) holds."""
+        return entry.parent / (entry.name.split(".", 1)[0] + ".lock")
 
     def load_or_compute(self, key: dict, impaths: Sequence[str],
                         compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
@@ -87,7 +89,8 @@ class FeatureCache:
         except OSError as e:
             print(f"Feature cache {self.folder} is not usable ({e}); computing the features")
             return compute(), False
-        with locked(self.path(key).with_suffix(".lock")):
+        remove_interrupted_saves(self.folder, recursive=False, lock_of=self.lock_of)
+        with locked(self.lock_of(self.path(key))):
             cached = self.load(key, impaths)
             if cached is not None:
                 return cached, True

@@ -5,7 +5,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Container
+
+from engine.locks import FileLock
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -35,19 +37,43 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+def save_target(name: str) -> str | None:
+    """The file an atomic_write temp file (`.<name>.<random>.tmp`) was written for, else None."""
+    if not (name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3):
+        return None
+    return name[1:].rsplit(".", 2)[0]
+
+
 def is_interrupted_save(name: str) -> bool:
-    """Whether a file name is one of atomic_write's temp files (`.<name>.<random>.tmp`)."""
-    return name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
+    """Whether a file name is one of atomic_write's temp files."""
+    return save_target(name) is not None
 
 
-def remove_interrupted_saves(folder: Path | str) -> list[Path]:
-    """Delete the temp files that saves killed mid-write left under `folder` (call it only while
-    holding the folder's run lock, so no live save's temp file is taken)."""
+def remove_interrupted_saves(folder: Path | str, *, recursive: bool = True, names: Container[str] | None = None,
+                             lock_of: Callable[[Path], Path] | None = None) -> list[Path]:
+    """Delete the temp files that saves killed mid-write left in `folder` (and below it, if
+    `recursive`), only those for the target `names` when given.
+
+    A live save's temp file must never be taken: call it while holding the lock that every
+    writer of the folder holds (a run folder's lock), or pass `lock_of(target path)`, the lock
+    every writer of that target holds (a cache entry's), which is then tried without waiting:
+    a temp file whose writer still holds it is left alone.
+    """
     removed = []
-    for path in sorted(Path(folder).rglob(".*.tmp")):
-        if path.is_file() and is_interrupted_save(path.name):
+    found = Path(folder).rglob(".*.tmp") if recursive else Path(folder).glob(".*.tmp")
+    for path in sorted(found):
+        target = save_target(path.name)
+        if target is None or not path.is_file() or (names is not None and target not in names):
+            continue
+        lock = FileLock(lock_of(path.with_name(target))) if lock_of else None
+        if lock is not None and not lock.acquire(blocking=False):
+            continue
+        try:
             path.unlink(missing_ok=True)
             removed.append(path)
+        finally:
+            if lock is not None:
+                lock.release()
     return removed
 
 

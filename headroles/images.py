@@ -1,8 +1,6 @@
 """Images for the head analysis: a dataset config's split or a folder, CLIP-preprocessed."""
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -10,6 +8,7 @@ import torch
 import torchvision.transforms as T
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
+from engine.cache import files_digest
 from engine.data.manager import read_image
 from engine.errors import ConfigError, MissingFileError, UsageError
 
@@ -76,10 +75,6 @@ def image_batches(paths: Sequence[str], transform: Callable, batch_size: int) ->
 
 
 def image_list_digest(paths: Sequence[str]) -> str:
-    """sha256 of the exact image list: every resolved path in order, with its size and mtime,
-    so that another selection, order or a changed file gives another digest."""
-    h = hashlib.sha256()
-    for p in paths:
-        stat = os.stat(p)
-        h.update(f"{os.path.realpath(p)}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+    """The exact image list by content (engine.cache.files_digest): another selection, order or
+    a changed file gives another digest, whatever its size and modification time say."""
+    return files_digest(paths)

@@ -5,7 +5,7 @@ of analysis settings. It is cached in the user cache (engine.cache.user_cache_di
 never under the current directory, as JSON + heatmap PNG, under a name made from its key:
 
   backbone name and weights fingerprint (backbone.weights_fingerprint), the exact image list
-  (digest of every resolved path with its size and mtime), the image transform, the text
+  (digest of every resolved path with its content: engine.cache.files_digest), the image transform, the text
   pool's SHA-256, every AnalysisSettings field, and its scope: `global` (the backbone's map,
   shared by every run) or `auto` (bound to a run's dataset, seed, shots and class subset).
 
@@ -24,13 +24,15 @@ from pathlib import Path
 
 from backbone import ClipBackbone
 from engine.cache import sha256_file, user_cache_dir
+from engine.io import remove_interrupted_saves
 from engine.locks import locked
 from headroles.analysis import AnalysisSettings, run_analysis
 from headroles.images import clip_transform, image_list_digest
 from headroles.pool import read_pool
 from headroles.report import save_role_map
 
-FORMAT = 1  # bump when the analysis code changes what it computes from the same inputs
+# Bump when the analysis code changes what it computes from the same inputs (2: images bound to content).
+FORMAT = 2
 TRANSFORM = "clip_transform: bicubic resize, centre crop, OpenAI mean/std"
 SCOPES = ("global", "auto")
 
@@ -79,6 +81,8 @@ def cached_analysis(clip: ClipBackbone, inp: AnalysisInput, batch_size: int = 64
     """The cached role map of this analysis, computed first if there is none (or only a stale one)."""
     key = cache_key(inp)
     path = cache_path(key)
+    if path.parent.is_dir():
+        remove_interrupted_saves(path.parent, recursive=False, lock_of=lambda target: target.with_suffix(".lock"))
     if read_cached(path, key) is not None:
         print(f"Role map ({inp.scope['kind']}): using the cached analysis {path}")
         return path

@@ -1,10 +1,17 @@
 """Frozen image features reused across evaluations (engine/feature_cache.py): bit-identical logits,
 and never a stale entry when an image, the transform, the backbone weights or the precision change."""
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
+
+import engine.cache
 
 from backbone import model_configs
 from engine.feature_cache import FeatureCache, image_list_signature
@@ -12,6 +19,8 @@ from engine.registry import TRAINER_REGISTRY
 from tests.minidata import make_caltech_like
 from train import main, parse_args, setup_cfg
 from trainers.common import FrozenFeatures
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = {name: f"configs/trainers/{name}/{TRAINER_REGISTRY.get(name).SWEEP_CONFIGS['tiny']}.yaml"
         for name in TRAINER_REGISTRY.names() if "tiny" in TRAINER_REGISTRY.get(name).SWEEP_CONFIGS}
@@ -161,3 +170,69 @@ def test_a_sweep_of_runs_reuses_the_features(data_root, tmp_path, cache_dir):
     main(argv(data_root, "CLIPAdapter", tmp_path / "ad", "OPTIM.MAX_EPOCH", "1"))
     assert "Image features reused from" in (tmp_path / "ad" / "log.txt").read_text()
     assert len(entries(cache_dir)) == 1
+
+
+def rewrite_as_bitmaps(paths):
+    """Every image as an uncompressed bitmap under its own name: all the same byte size."""
+    for path in paths:
+        with Image.open(path) as img:
+            img.convert("RGB").save(path, format="BMP")
+    assert len({os.path.getsize(p) for p in paths}) == 1
+
+
+def test_images_replaced_with_the_same_size_and_mtime_are_never_served_stale(tmp_path, cache_dir, monkeypatch, capsys):
+    """The issue's case: the test images swapped for others of the same byte size with their
+    modification times restored (`cp -p`, `rsync -a`, `tar -x`): the entry is not reused, even
+    with the digest of the old image list remembered, and the logits are those without the cache."""
+    monkeypatch.setattr(engine.cache, "RACY_SECONDS", 0.0)  # remember digests of files written just now
+    root = make_caltech_like(tmp_path / "data", size=64)
+    trainer = trainer_for(root, "ZeroshotCLIP", tmp_path / "a")
+    paths = [d.impath for d in trainer.test_loader.dataset.items]
+    rewrite_as_bitmaps(paths)
+    before = eval_logits(trainer)
+    assert eval_logits(trainer_for(root, "ZeroshotCLIP", tmp_path / "b")).equal(before)
+    assert "reused from" in capsys.readouterr().out
+    assert any(k.startswith("files:") for k in json.loads((cache_dir.parent / "digests.json").read_text()))
+    stats = [os.stat(p) for p in paths]
+    contents = [Path(p).read_bytes() for p in paths]
+    for path, data, st in zip(paths, contents[1:] + contents[:1], stats):  # each image gets the next one's pixels
+        Path(path).write_bytes(data)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert [(os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths] == [(s.st_size, s.st_mtime_ns) for s in stats]
+    after = eval_logits(trainer_for(root, "ZeroshotCLIP", tmp_path / "c"))
+    assert "computed and stored in" in capsys.readouterr().out and len(entries(cache_dir)) == 2
+    expected = eval_logits(trainer_for(root, "ZeroshotCLIP", tmp_path / "d", "TEST.FEATURE_CACHE", "False"))
+    assert torch.equal(after, expected) and not torch.equal(after, before)
+
+
+def test_a_damaged_entry_is_recomputed_not_used(data_root, tmp_path, cache_dir, capsys):
+    """One flipped byte inside the stored features (torch does not check its zip CRCs): the entry's
+    recorded digest no longer matches, so the features are computed again."""
+    first = eval_logits(trainer_for(data_root, "ZeroshotCLIP", tmp_path / "a"))
+    (entry,) = cache_dir.glob("*.pt")
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    entry.write_bytes(bytes(data))
+    capsys.readouterr()
+    again = eval_logits(trainer_for(data_root, "ZeroshotCLIP", tmp_path / "b"))
+    assert "computed and stored in" in capsys.readouterr().out and torch.equal(first, again)
+
+
+def test_temp_files_of_killed_writes_are_removed_unless_their_writer_is_alive(data_root, tmp_path, cache_dir):
+    cache_dir.mkdir(parents=True)
+    dead = cache_dir / ".0123abcd.pt.k1ll3d00.tmp"  # its writer is gone: nobody holds 0123abcd.lock
+    live = cache_dir / ".4567ef01.pt.wr1t1ng0.tmp"  # its writer still holds 4567ef01.lock
+    other = cache_dir / "notes.tmp"  # not a temp file of ours
+    for path in (dead, live, other):
+        path.write_bytes(b"partial")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from engine.locks import FileLock; FileLock(sys.argv[1]).acquire(); "
+        "print('held', flush=True); time.sleep(60)"), str(cache_dir / "4567ef01.lock")],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        eval_logits(trainer_for(data_root, "ZeroshotCLIP", tmp_path / "a"))
+        assert not dead.exists() and live.exists() and other.exists()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,10 +88,23 @@ def test_every_input_of_the_analysis_is_in_its_key(images, tmp_path, cache):
     with open(pool, "a") as f:
         f.write("color\ta teal spot\n")
     paths["pool content"] = cache_path(cache_key(request(images, pool=pool)))
+    touched = cache_path(cache_key(request(images, pool=pool)))
     stat = os.stat(images[0])
     os.utime(images[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    paths["a changed image"] = cache_path(cache_key(request(images, pool=pool)))
+    assert cache_path(cache_key(request(images, pool=pool))) == touched  # a new mtime alone is the same input
+    replace_keeping_size_and_mtime(images[0], images[1])
+    paths["a replaced image (same size and mtime)"] = cache_path(cache_key(request(images, pool=pool)))
     assert base not in paths.values() and len(set(paths.values())) == len(paths), paths
+
+
+def replace_keeping_size_and_mtime(path, source):
+    """Other bytes of the same size under the old modification time, as `cp -p` or `rsync -a` leave it."""
+    stat = os.stat(path)
+    data = bytearray(Path(source).read_bytes()[:stat.st_size].ljust(stat.st_size, b"\0"))
+    assert bytes(data) != Path(path).read_bytes()
+    Path(path).write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
 
 
 def test_a_file_from_another_backbone_or_image_set_is_not_used(clip, images, cache, computed, capsys):
