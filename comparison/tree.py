@@ -6,7 +6,6 @@ accuracy train.py wrote to results.json (engine/logging.py: evaluations.test.met
 """
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, NamedTuple
 
 from engine.errors import DataError
+from engine.run_identity import read_results
 
 # CoOp's order of the 11 base-to-new / cross-dataset datasets, then the domain-generalisation targets.
 DATASET_ORDER = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
@@ -50,10 +50,7 @@ def read_accuracy(path: Path, subsample: str | None = None) -> float | None:
     `subsample` is the class split the tree holds (base for train_base, new for test_new): a
     results.json evaluated on other classes would put a wrong figure in the table, so it stops here.
     """
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path} is not valid JSON ({err}): delete it and rerun that run") from err
+    data = read_results(path)
     found = data.get("subsample")
     if subsample and found not in (None, subsample):
         raise DataError(f"{path} holds an evaluation on the {found!r} classes, but this part of the tree is for the "

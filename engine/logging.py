@@ -146,3 +146,4 @@ class ResultsWriter:
         self._claimed = True
         payload = {**self.meta(), "evaluations": self.evaluations, "environment": environment()}
         atomic_write_text(self.path, json.dumps(payload, indent=2))
+

@@ -12,11 +12,11 @@ import json
 import time
 from pathlib import Path
 
-from engine.checkpoint import CheckpointError, epoch_checkpoints, latest_checkpoint, load_checkpoint
+from engine.checkpoint import CheckpointError, epoch_checkpoints, latest_checkpoint, load_checkpoint, model_folders
 from engine.errors import RunLockedError, RunMismatchError
 from engine.io import remove_interrupted_saves
 from engine.locks import FileLock
-from engine.run_identity import differences, legacy_manifest, mismatch_message, model_folders
+from engine.run_identity import differences, mismatch_message
 
 LOCK = ".lock"
 RESULTS = "results.json"
@@ -38,27 +38,32 @@ def newest_checkpoint(folder: Path) -> Path | None:
     return None
 
 
-def checkpoint_manifests(directory: Path) -> list[tuple[str, dict]]:
-    """(file, manifest) of the newest checkpoint of each model folder under `directory`;
-    checkpoints written before manifests give {}."""
+def checkpoint_manifest(ckpt: dict):
+    """The manifest a checkpoint records ({} for one written before manifests, which then matches
+    no run: run_identity.manifest_problems)."""
+    meta = ckpt.get("meta")
+    return meta.get("manifest", {}) if isinstance(meta, dict) else {}
+
+
+def checkpoint_manifests(directory: Path) -> list[tuple[str, object]]:
+    """(file, manifest) of the newest checkpoint of each model folder under `directory`."""
     out = []
     for folder in model_folders(directory):
         path = newest_checkpoint(folder)
         if path is not None:
-            out.append((str(path), load_checkpoint(path).get("meta", {}).get("manifest") or {}))
+            out.append((str(path), checkpoint_manifest(load_checkpoint(path))))
     return out
 
 
-def results_manifest(path: Path) -> dict | None:
-    """The manifest a results.json records (derived from its fields if it predates manifests);
-    None for a file that is not valid JSON (it is moved aside when the run writes its own)."""
+def results_manifest(path: Path):
+    """The manifest a results.json records ({} if it has none: written before manifests, or
+    damaged; it then matches no run); None for a file that is not valid JSON (it is moved aside
+    when the run writes its own)."""
     try:
         results = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(results, dict):
-        return None
-    return results.get("manifest") or legacy_manifest(results)
+    return results.get("manifest", {}) if isinstance(results, dict) else {}
 
 
 class RunFolder:

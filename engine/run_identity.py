@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from engine.cache import sha256_file
-from engine.checkpoint import model_folders, resolve_model_file
+from engine.errors import DataError
 
 # Keys that say where files are or how often to print, never what is computed.
 IGNORED_KEYS = (
@@ -30,6 +30,14 @@ IGNORED_KEYS = (
 UNCOMPARED = ("code", "config_sha256")
 # What an evaluation must share with the run that trained the model it loads.
 MODEL_FIELDS = ("trainer", "backbone", "weights")
+# Every field a manifest has had since manifests exist, with its types. A recorded manifest that
+# lacks one or holds another type is damaged (or predates manifests): it matches no run.
+REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
+    "trainer": (str,), "dataset": (str,), "seed": (int, type(None)), "num_shots": (int,), "subsample": (str,),
+    "backbone": (str,), "weights": (str,), "mode": (str,), "model": (dict, type(None)), "config": (dict,),
+    "config_sha256": (str,), "code": (str,),
+}
+DAMAGED = "manifest"  # the field name under which differences() reports a damaged manifest
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -91,7 +99,7 @@ def run_manifest(cfg, mode: str = "train", model: dict | None = None, strict: bo
     return {
         "trainer": cfg.TRAINER.NAME,
         "dataset": cfg.DATASET.NAME,
-        "seed": cfg.SEED,
+        "seed": cfg.SEED if cfg.SEED >= 0 else None,  # None: unseeded (Dassl's SEED < 0), every run differs
         "num_shots": cfg.DATASET.NUM_SHOTS,
         "subsample": cfg.DATASET.SUBSAMPLE_CLASSES,
         "backbone": cfg.MODEL.BACKBONE.NAME,
@@ -99,24 +107,36 @@ def run_manifest(cfg, mode: str = "train", model: dict | None = None, strict: bo
         "mode": mode,
         "model": model,
         "config": config,
-        "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+        "config_sha256": config_digest(config),
         "code": code_version(),
     }
 
 
-def legacy_manifest(results: dict) -> dict:
-    """What a results.json written before manifests tells about its run (compared on these
-    fields only)."""
-    fields = {k: results[k] for k in ("trainer", "dataset", "seed", "num_shots", "subsample", "backbone")
-              if k in results}
-    if isinstance(results.get("config"), dict):
-        fields["config"] = result_config(results["config"])
-    return fields
+def config_digest(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def manifest_problems(recorded) -> list[str]:
+    """Why a recorded manifest cannot be trusted (empty if it is whole): not an object, a field
+    missing or of another type, or a config that no longer hashes to its recorded digest."""
+    if not isinstance(recorded, dict):
+        return [f"it is a {type(recorded).__name__}, not an object (damaged, or written before run manifests)"]
+    missing = [f for f in REQUIRED_FIELDS if f not in recorded]
+    if missing:
+        return [f"it lacks {', '.join(missing)} (damaged, or written before run manifests)"]
+    problems = [f"{field} is a {type(recorded[field]).__name__}, expected {' or '.join(t.__name__ for t in types)}"
+                for field, types in REQUIRED_FIELDS.items() if not isinstance(recorded[field], types)
+                or (isinstance(recorded[field], bool) and bool not in types)]
+    if not problems and config_digest(recorded["config"]) != recorded["config_sha256"]:
+        problems.append("its config does not match its config_sha256 (edited or damaged)")
+    return problems
 
 
 # ---- which checkpoint an evaluation loads ----------------------------------------------------
 def describe_model(directory: str | Path | None, epoch: int | None) -> dict | None:
     """The checkpoint files an evaluation of `directory` loads, by digest (None: no model)."""
+    from engine.checkpoint import model_folders, resolve_model_file
+
     if not directory:
         return None
     files = {}
@@ -136,15 +156,17 @@ def _flatten(value, prefix: str = "") -> dict[str, object]:
     return {prefix: value}
 
 
-def differences(recorded: dict, current: dict, fields: tuple[str, ...] | None = None) -> list[str]:
+def differences(recorded, current: dict, fields: tuple[str, ...] | None = None) -> list[str]:
     """'field: recorded vs this run' for every compared field that differs, config keys one by
-    one. Fields absent from `recorded` (files of earlier versions) are not compared, nor are
-    config keys that only one side has (a key a newer version added, with its default)."""
+    one; config keys that only one side has (a key a newer version added, with its default) are
+    not compared. A damaged or incomplete recorded manifest differs from every run: its problems
+    are returned as 'manifest: ...' entries."""
+    problems = manifest_problems(recorded)
+    if problems:
+        return [f"{DAMAGED}: {p}" for p in problems]
     out = []
     for field in fields or tuple(k for k in current if k not in UNCOMPARED):
-        if field not in recorded:
-            continue
-        old, new = recorded[field], current.get(field)
+        old, new = recorded.get(field), current.get(field)
         if field in ("config", "model"):
             flat_old, flat_new = _flatten(old, field), _flatten(new, field)
             keys = set(flat_old) & set(flat_new) if field == "config" else set(flat_old) | set(flat_new)
@@ -162,4 +184,33 @@ def mismatch_message(what: str, diffs: list[str], output_dir: str | Path | None,
     ways = (f"Use another --output-dir for this run, or rerun with {restart_flag} to move the old run aside "
             f"(to a hidden folder next to {output_dir}; nothing is deleted)") if output_dir else \
         "Point to the run you meant, or train a new one"
-    return f"{what} belongs to another run:\n" + "\n".join(f"- {d}" for d in shown) + f"\n{ways}."
+    damaged = any(d.startswith(f"{DAMAGED}: ") for d in diffs)
+    header = "cannot be shown to be this run, as its manifest is damaged or incomplete" if damaged else \
+        "belongs to another run"
+    return f"{what} {header}:\n" + "\n".join(f"- {d}" for d in shown) + f"\n{ways}."
+
+
+def read_results(path: Path | str) -> dict:
+    """A finished run's results.json, checked before any figure is taken from it: a JSON object
+    whose `evaluations` map each split to its `metrics`, and whose `manifest` is whole
+    (engine/run_identity.py). Anything else is a DataError naming the file and what is wrong."""
+    path = Path(path)
+    fix = "rerun that run (train.py ... --start-over moves the damaged folder aside)"
+    try:
+        results = json.loads(path.read_text())
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is damaged: not a text file ({e.reason} at byte {e.start}); {fix}") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}): it is damaged; "
+                        f"{fix}") from None
+    if not isinstance(results, dict):
+        raise DataError(f"{path} is damaged: it holds a {type(results).__name__}, not a JSON object; {fix}")
+    evaluations = results.get("evaluations")
+    if not isinstance(evaluations, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("metrics"), dict) for e in evaluations.values()):
+        raise DataError(f"{path} is damaged: 'evaluations' is not a map of splits to their metrics; {fix}")
+    problems = manifest_problems(results.get("manifest", {}))
+    if problems:
+        raise DataError(f"{path} cannot be shown to be the run it reports: its manifest {'; '.join(problems)}; "
+                        f"{fix}")
+    return results

@@ -24,13 +24,14 @@ from tqdm import tqdm
 
 from engine import distributed
 from engine.checkpoint import (
-    BEST, CheckpointDamagedError, epoch_checkpoints, epoch_file, latest_checkpoint, learnable_state,
+    BEST, DIGEST_SUFFIX, CheckpointDamagedError, epoch_checkpoints, epoch_file, latest_checkpoint, learnable_state,
     load_checkpoint, load_learnable_state, remove_tensors, resolve_model_file, save_checkpoint,
 )
 from engine.data.manager import DataManager
 from engine.errors import ConfigError, MissingFileError, RunMismatchError
 from engine.evaluator import build_evaluator
 from engine.logging import ResultsWriter
+from engine.run_folder import checkpoint_manifest
 from engine.run_identity import MODEL_FIELDS, differences, mismatch_message, run_manifest
 from engine.utils import AverageMeter, MetricMeter, rng_state, set_rng_state
 
@@ -182,11 +183,7 @@ class TrainerX:
         return sorted(common or (), reverse=True)
 
     def _check_checkpoint_identity(self, path: Path, ckpt: dict) -> None:
-        recorded = ckpt.get("meta", {}).get("manifest")
-        if not recorded:
-            print(f"Note: {path} was written before run manifests; its run identity cannot be checked")
-            return
-        diffs = differences(recorded, self.manifest)
+        diffs = differences(checkpoint_manifest(ckpt), self.manifest)
         if diffs:
             raise RunMismatchError(mismatch_message(f"Checkpoint {path}", diffs, self.output_dir, "--start-over"))
 
@@ -245,7 +242,8 @@ class TrainerX:
             model_dir = Path(directory) / name
             path = resolve_model_file(model_dir, epoch)
             if not path.is_file():
-                found = sorted(p.name for p in model_dir.glob("model*")) if model_dir.is_dir() else []
+                found = sorted(p.name for p in model_dir.glob("model*") if not p.name.endswith(DIGEST_SUFFIX)) \
+                    if model_dir.is_dir() else []
                 raise MissingFileError(f'Model not found at "{path}". Checkpoints there: {found or "none"}')
             ckpt = load_checkpoint(path)
             self._check_model_identity(path, ckpt)
@@ -256,9 +254,12 @@ class TrainerX:
     def _check_model_identity(self, path: Path, ckpt: dict) -> None:
         """A loaded model must come from this trainer on this backbone; other method settings may
         differ (e.g. an evaluation-time switch) and are listed."""
-        recorded = ckpt.get("meta", {}).get("manifest")
-        if not recorded:
+        meta = ckpt.get("meta")
+        if not isinstance(meta, dict) or "manifest" not in meta:
+            print(f"Note: {path} records no run manifest (written by other code, or before manifests); "
+                  "which run trained it cannot be checked")
             return
+        recorded = meta["manifest"]
         diffs = differences(recorded, self.manifest, MODEL_FIELDS)
         if diffs:
             raise RunMismatchError(mismatch_message(f"Model {path}", diffs, None, "--start-over"))

@@ -14,6 +14,7 @@ from comparison.reported import Reported, load_reported
 from comparison.stats import harmonic_mean
 from comparison.transfer import transfer
 from comparison.tree import Method, Selection, method_labels
+from tests.manifests import whole_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 B2N_HEADER = ("dataset,method,config,seeds,base_mean,base_std,new_mean,new_std,hm_of_means,hm_per_seed_mean,"
@@ -24,7 +25,8 @@ def put(run_dir: Path, acc: float | None, subsample: str | None = None) -> None:
     run_dir.mkdir(parents=True)
     evaluations = {} if acc is None else {"test": {"metrics": {"accuracy": acc}}}
     meta = {"subsample": subsample} if subsample else {}
-    (run_dir / "results.json").write_text(json.dumps({**meta, "evaluations": evaluations}))
+    manifest = whole_manifest(subsample=subsample or "all")
+    (run_dir / "results.json").write_text(json.dumps({**meta, "evaluations": evaluations, "manifest": manifest}))
 
 
 def b2n(root, part, dataset, trainer, seed, acc, cfg="cfg"):

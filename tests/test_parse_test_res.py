@@ -6,6 +6,7 @@ import math
 import pytest
 
 from engine.errors import UserError
+from tests.manifests import whole_manifest
 from tools.parse_test_res import main
 
 TRAIN_LOG = """epoch [1/2] batch [1/1] loss 1.0
@@ -62,6 +63,7 @@ def test_results_json_wins_and_agrees_with_the_log(tmp_path, capsys):
         "config": {"TEST": {"SPLIT": "test"}},
         "evaluations": {"val": {"metrics": {"accuracy": 11.0}},
                         "test": {"metrics": {"accuracy": 71.234, "error": 28.766}}},
+        "manifest": whole_manifest(),
     }))
     assert main([str(tmp_path)]) == {str(tmp_path): 71.234}
     assert f"file: {run}/results.json. accuracy: 71.23%." in capsys.readouterr().out

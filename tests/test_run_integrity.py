@@ -5,6 +5,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,14 +18,16 @@ import pytest
 import torch
 
 import engine.io
-from engine.checkpoint import CheckpointDamagedError, load_checkpoint
+from engine.checkpoint import CheckpointDamagedError, load_checkpoint, save_tensors
 from engine.cli import run_cli
 from engine.errors import (
     CheckpointError, ConfigError, DataError, RunLockedError, RunMismatchError,
 )
 from engine.locks import FileLock
+from engine.launch import run_state
 from engine.run_folder import RunFolder
 from tests.minidata import CLASSES, COUNTS, make_caltech_like
+from tools.parse_test_res import main as parse_test_res_main
 from train import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,6 +131,53 @@ def test_skip_finished_needs_the_same_manifest(data_root, finished, tmp_path, ca
     assert logs(out) == ["log.txt"]  # nothing ran
     with pytest.raises(RunMismatchError, match=r"config.OPTIM.MAX_EPOCH: 1 \(recorded\) vs 2 \(this run\)"):
         main(argv(data_root, out, "--skip-finished", epochs=2))
+
+
+def without(manifest: dict, *fields: str) -> dict:
+    return {k: v for k, v in manifest.items() if k not in fields}
+
+
+def config_without_seed(manifest: dict) -> dict:
+    config = {k: v for k, v in manifest["config"].items() if k != "SEED"}
+    return {**manifest, "config": config}
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda m: "CoOp seed 1", "it is a str, not an object"),
+    (lambda m: without(m, "seed", "weights"), "it lacks seed, weights"),
+    (lambda m: without(m, *m), "it lacks trainer, dataset, seed"),  # a results.json of no manifest at all
+    (lambda m: {**m, "seed": "1"}, "seed is a str, expected int or NoneType"),
+    (config_without_seed, "its config does not match its config_sha256"),
+], ids=["string", "fields deleted", "empty", "wrong type", "config key deleted"])
+def test_a_damaged_manifest_is_never_skipped_resumed_or_compared(data_root, finished, tmp_path, capsys, damage,
+                                                                 named):
+    """Issue 20, case 5: a results.json whose manifest is not whole matches no run: --skip-finished
+    refuses it naming what is wrong (it used to skip it as finished), the sweep calls it a
+    mismatch, the comparison tools name the damaged file, and a checkpoint with such a manifest is
+    never resumed."""
+    out = copy_of(finished, tmp_path)
+    results = json.loads((out / "results.json").read_text())
+    results["manifest"] = damage(results["manifest"])
+    (out / "results.json").write_text(json.dumps(results))
+    with pytest.raises(RunMismatchError, match=rf"results.json, which cannot be shown to be this run, as its manifest "
+                                               rf"is damaged or incomplete:\n- manifest: {re.escape(named)}"):
+        main(argv(data_root, out, "--skip-finished"))
+    assert logs(out) == ["log.txt"]  # neither skipped as finished nor run
+    state, detail = run_state(argv(data_root, out))[1:]
+    assert state == "mismatch" and f"manifest: {named}" in detail
+    with pytest.raises(DataError, match=rf"{out}/results.json cannot be shown to be the run it reports: its manifest "
+                                        rf"{re.escape(named)}"):
+        parse_test_res_main([str(tmp_path)])
+
+    (out / "results.json").unlink()
+    ckpt_path = out / "prompt_learner" / "model.pth.tar-1"
+    ckpt = load_checkpoint(ckpt_path)
+    ckpt["meta"]["manifest"] = damage(ckpt["meta"]["manifest"])
+    save_tensors(ckpt, ckpt_path)
+    with pytest.raises(RunMismatchError, match=rf"model.pth.tar-1, which cannot be shown to be this run.*\n"
+                                               rf"- manifest: {re.escape(named)}"):
+        main(argv(data_root, out, epochs=2))
+    assert logs(out) == ["log.txt"]
 
 
 def test_evaluating_a_model_of_another_trainer_is_refused(data_root, finished, tmp_path):
@@ -330,6 +380,7 @@ def dying(path, data):
         os.kill(os.getpid(), signal.SIGKILL)
     real(path, data)
 ck.atomic_write_bytes = dying
+from tools.parse_test_res import main as parse_test_res_main
 from train import main
 main({argv!r})
 """

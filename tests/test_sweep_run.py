@@ -14,22 +14,31 @@ from sweeps.command import main as sweep_main
 REPO = Path(__file__).resolve().parents[1]
 
 # Records each train.py call, writes the run's log.txt, fails the dtd base runs and finishes the rest
-# (results.json of an earlier version: no manifest, only the config key that trained_epoch reads and
-# the sweep's --opts set, so the sweep's skip rule finds it matching). `python -c` runs for real.
+# with a results.json whose manifest is the one train.py would record (computed as the sweep's skip
+# rule predicts it), so a rerun skips them. `python -c` runs for real.
 FAKE_TRAIN = """#!/bin/bash
 if [ "$1" = "-c" ]; then exec python "$@"; fi
 echo "$@" >> {calls}
 out=$(echo "$@" | sed -E 's/.*--output-dir ([^ ]+).*/\\1/')
 mkdir -p "$out" && echo "$@" > "$out/log.txt"
 case "$*" in *datasets/dtd.yaml*"SUBSAMPLE_CLASSES base"*) echo "boom" >&2; exit 3 ;; esac
-echo '{{"config": {{"OPTIM": {{"MAX_EPOCH": 1}}}}}}' > "$out/results.json"
+python - "$@" > "$out/results.json" <<'PY'
+import json, sys
+sys.path.insert(0, "{repo}")
+import train
+from engine.launch import parse_args, planned_manifest, setup_cfg
+args = parse_args(sys.argv[2:])
+cfg = setup_cfg(args)
+print(json.dumps({{"config": {{"OPTIM": {{"MAX_EPOCH": cfg.OPTIM.MAX_EPOCH}}}}, "evaluations": {{}},
+                  "manifest": planned_manifest(args, cfg, strict=False)}}))
+PY
 """
 
 
 def fake_python(tmp_path: Path, body: str) -> tuple[Path, Path]:
     calls = tmp_path / "calls.txt"
     stub = tmp_path / "python"
-    stub.write_text(body.format(calls=calls))
+    stub.write_text(body.format(calls=calls, repo=REPO))
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
     return stub, calls
 

@@ -17,7 +17,6 @@ As CoOp: std is the population std (numpy.std) and --ci95 prints 1.96 * std / sq
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import statistics
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.cli import run_cli  # noqa: E402
 from engine.errors import DataError  # noqa: E402
+from engine.run_identity import read_results  # noqa: E402
 
 TRAIN_MARKERS = ("Finish training", "Finished training")
 TEST_MARKERS = ("=> result",)
@@ -38,8 +38,8 @@ def ci95(values: list[float]) -> float:
 
 
 def from_results_json(path: Path, keyword: str) -> float:
-    results = json.loads(path.read_text())
-    split = results.get("config", {}).get("TEST", {}).get("SPLIT", "test")
+    results = read_results(path)
+    split = results["manifest"]["config"].get("TEST", {}).get("SPLIT", "test")
     metrics = results["evaluations"].get(split, {}).get("metrics", {})
     if keyword not in metrics:
         raise DataError(f"{path}: its {split!r} evaluation has no {keyword!r}; it has {sorted(metrics) or 'none'} "
