@@ -146,4 +146,3 @@ class ResultsWriter:
         self._claimed = True
         payload = {**self.meta(), "evaluations": self.evaluations, "environment": environment()}
         atomic_write_text(self.path, json.dumps(payload, indent=2))
-
