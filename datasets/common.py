@@ -19,6 +19,7 @@ from engine.data.base import (
     apply_protocol,
     check_images_exist,
     items_from_class_folders,
+    lab2cname_of,
     list_visible,
     require_dir,
 )
@@ -126,10 +127,11 @@ class DiskDataset(DatasetBase):
             if shots >= 1 or subsample != "all":
                 print(f"{name} is test-only: DATASET.NUM_SHOTS and DATASET.SUBSAMPLE_CLASSES are ignored")
             check_images_exist([*train, *(val or []), *test], self.root)
+            lab2cname = lab2cname_of([*train, *(val or []), *test])
         else:
-            train, val, test = apply_protocol(cfg, train, val, test, self.root, self.images)
+            train, val, test, lab2cname = apply_protocol(cfg, train, val, test, self.root, self.images)
             val = test if val is None else val
-        super().__init__(train_x=train, val=val, test=test)
+        super().__init__(train_x=train, val=val, test=test, lab2cname=lab2cname)
 
     def read_splits(self) -> tuple[list[Datum], list[Datum] | None, list[Datum]]:
         raise NotImplementedError

@@ -120,7 +120,9 @@ class ImageFolder(DatasetBase):
         split_path = self.root / self.split_name()
         train, val, test = self.load_or_make_split(split_path)
         fewshot_dir = self.root / FEWSHOT_DIR / split_path.stem
-        super().__init__(*apply_protocol(cfg, train, val, test, self.root, self.root, fewshot_dir=fewshot_dir))
+        train, val, test, lab2cname = apply_protocol(cfg, train, val, test, self.root, self.root,
+                                                     fewshot_dir=fewshot_dir)
+        super().__init__(train, val, test, lab2cname)
 
     # ---- layout -----------------------------------------------------------------------------------
     @property

@@ -126,6 +126,18 @@ def test_few_shot_and_base_new_on_the_split(tmp_path):
     assert load(tmp_path).classnames == SORTED_NAMES  # the cache folder is not taken for a class
 
 
+def test_edited_class_names_reach_a_few_shot_run(tmp_path):
+    """classnames.txt edited after a first few-shot run: the second run's classes carry the new
+    names (they came from the few-shot cache's picks)."""
+    make_folder(tmp_path / "pets")
+    assert load(tmp_path, **{"DATASET.NUM_SHOTS": 2, "SEED": 1}).classnames == SORTED_NAMES
+    (tmp_path / "pets" / "classnames.txt").write_text(
+        "golden_retriever Golden Retriever\nhamster dwarf hamster\nparrot grey parrot\ntabby_cat tabby\n")
+    ds = load(tmp_path, **{"DATASET.NUM_SHOTS": 2, "SEED": 1})
+    assert ds.classnames == ["Golden Retriever", "dwarf hamster", "grey parrot", "tabby"]
+    assert {d.classname for d in ds.train_x} == set(ds.classnames)
+
+
 def test_config_errors(tmp_path):
     make_folder(tmp_path / "pets", per_class=2)
     with pytest.raises(DataError, match=r"too few images to split .* \{'golden retriever': 2, 'hamster': 2"):

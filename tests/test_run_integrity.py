@@ -180,6 +180,16 @@ def test_a_damaged_manifest_is_never_skipped_resumed_or_compared(data_root, fini
     assert logs(out) == ["log.txt"]
 
 
+def test_an_unseeded_run_says_so_and_leaves_no_seeded_cache(data_root, tmp_path):
+    """--seed -1 (CoOp's "no fixed seed"): the manifest records seed null, and no
+    shot_K-seed_-1.json is read or written (its picks would be fixed while the weights differ)."""
+    out = tmp_path / "run"
+    main(argv(data_root, out, "DATASET.NUM_SHOTS", "2", seed=-1))
+    results = json.loads((out / "results.json").read_text())
+    assert results["manifest"]["seed"] is None and results["seed"] == -1
+    assert not list(data_root.glob("caltech-101/split_fewshot/*seed_-1*"))
+
+
 def test_evaluating_a_model_of_another_trainer_is_refused(data_root, finished, tmp_path):
     with pytest.raises(RunMismatchError, match=r"trainer: 'CoOp' \(recorded\) vs 'CoCoOp' \(this run\)"):
         main(argv(data_root, tmp_path / "eval", "--eval-only", "--model-dir", str(finished), trainer="CoCoOp"))
