@@ -53,3 +53,7 @@ class RunLockedError(UserError, RuntimeError):
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is damaged, unsafe or made for another model."""
+
+
+class TrainingDivergedError(UserError, RuntimeError):
+    """A non-finite loss or learnable weight: the run stops before it can be written as finished."""

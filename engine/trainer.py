@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import math
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,9 @@ from engine.checkpoint import (
     load_checkpoint, load_learnable_state, remove_tensors, resolve_model_file, save_checkpoint,
 )
 from engine.data.manager import DataManager
-from engine.errors import ConfigError, MissingFileError, RunMismatchError
+from engine.errors import (
+    CheckpointError, ConfigError, MissingFileError, RunMismatchError, TrainingDivergedError,
+)
 from engine.evaluator import build_evaluator
 from engine.logging import ResultsWriter
 from engine.run_folder import checkpoint_manifest
@@ -36,6 +39,13 @@ from engine.run_identity import MODEL_FIELDS, differences, mismatch_message, run
 from engine.utils import AverageMeter, MetricMeter, rng_state, set_rng_state
 
 KEEP_EPOCHS = 2  # epoch checkpoints kept for resuming: the newest, and one to fall back to if it is damaged
+
+
+def scalar(value) -> float:
+    """A logged value as a float (0.0 for what is not a number: only numbers are checked)."""
+    if isinstance(value, (int, float)) or (torch.is_tensor(value) and value.numel() == 1):
+        return float(value)
+    return 0.0
 
 
 class TrainerX:
@@ -334,8 +344,9 @@ class TrainerX:
         for self.batch_idx, batch in enumerate(self.train_loader_x):
             data_time.update(time.time() - end)
             self.batch_share = self.shard_share(batch)
-            summary = self.forward_backward(batch)
-            losses.update(distributed.weighted_mean(summary, self.batch_share))
+            summary = distributed.weighted_mean(self.forward_backward(batch), self.batch_share)
+            self.check_finite(summary)
+            losses.update(summary)
             batch_time.update(time.time() - end)
             freq = self.cfg.TRAIN.PRINT_FREQ
             if (self.batch_idx + 1) % freq == 0 or self.num_batches < freq:
@@ -357,6 +368,39 @@ class TrainerX:
     # ---- per-batch hooks ------------------------------------------------------
     def forward_backward(self, batch: dict) -> dict:
         raise NotImplementedError
+
+    def check_finite(self, summary: dict) -> None:
+        """Stop a diverged run: a non-finite logged value (a loss) or learnable weight. Nothing of
+        this epoch is saved, so the newest checkpoint stays the last good one, and no results.json
+        is written. A step that amp's GradScaler skipped for overflowing gradients leaves the loss
+        and the weights finite: it is not divergence and passes."""
+        bad = {k: v for k, v in summary.items() if not math.isfinite(scalar(v))}
+        if not bad:
+            learnable = {f"{name}.{key}": p for name in self.get_model_names()
+                         for key, p in self._models[name].named_parameters() if p.requires_grad}
+            finite = torch.stack([torch.isfinite(p).all() for p in learnable.values()]) if learnable else None
+            if finite is None or bool(finite.all()):  # one device sync per step
+                return
+            bad = {key: "non-finite" for key, ok in zip(learnable, finite.tolist()) if not ok}
+        where = f"epoch {self.epoch + 1}/{self.max_epoch}, batch {self.batch_idx + 1}/{self.num_batches}"
+        shown = ", ".join(f"{k} {v}" for k, v in list(bad.items())[:4])
+        saved = self.newest_saved_epoch()
+        kept = (f"the newest checkpoint is epoch {saved}'s, the last with finite weights" if saved else
+                "no checkpoint was written")
+        raise TrainingDivergedError(
+            f"Training diverged at {where}: {shown}.\n"
+            f"The run stops here without results.json; {kept} (in {self.output_dir}).\n"
+            f"Change what makes it diverge (e.g. a lower OPTIM.LR, now {self.cfg.OPTIM.LR}; the warmup "
+            "OPTIM.WARMUP_*), then rerun with --start-over"
+        )
+
+    def newest_saved_epoch(self) -> int:
+        """The newest epoch every registered model has a checkpoint of in the output folder (0: none)."""
+        try:
+            epochs = self._resume_candidates(self.output_dir)
+        except CheckpointError:
+            return 0
+        return epochs[0] if epochs else 0
 
     @staticmethod
     def shard_share(batch: dict) -> float:
