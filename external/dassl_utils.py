@@ -15,7 +15,7 @@ from torch import nn
 
 from engine.checkpoint import POINTER, latest_checkpoint, learnable_state, load_learnable_state, load_tensors
 from engine.checkpoint import save_checkpoint as save_checkpoint_file
-from engine.data.manager import read_image
+from engine.data.images import read_image
 from engine.errors import MissingFileError
 from engine.registry import Registry as EngineRegistry
 from engine.utils import AverageMeter, MetricMeter, set_random_seed

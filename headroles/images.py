@@ -9,7 +9,7 @@ import torchvision.transforms as T
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from engine.cache import files_digest
-from engine.data.manager import read_image
+from engine.data.images import read_image
 from engine.errors import ConfigError, MissingFileError, UsageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}

@@ -136,9 +136,9 @@ def test_a_split_that_gained_a_class_refuses_the_old_picks(tmp_path, images):
             split[part] += [[f"texture_5/texture_5_{i:04d}.jpg", 5, "texture_5"] for i in names]
 
     edit_split(root, add_class)
-    with pytest.raises(DataError, match=r"shot_2-seed_1.json was drawn from another version of this dataset's split "
-                                        r"\(the split had 5 classes, it has 6 now\), and this split gives other picks\. "
-                                        r"Move it aside \(or delete it\) and rerun"):
+    with pytest.raises(DataError, match=r"shot_2-seed_1.json was drawn from another version of this dataset's "
+                                        r"split \(the split had 5 classes, it has 6 now\), and this split gives "
+                                        r"other picks\. Move it aside \(or delete it\) and rerun"):
         load("DescribableTextures", root, shots=2, seed=1)
     (root / "dtd" / "split_fewshot" / "shot_2-seed_1.json").unlink()
     ds = load("DescribableTextures", root, shots=2, seed=1)
@@ -153,7 +153,8 @@ def test_a_cache_that_records_no_split_is_used_only_if_its_picks_are_this_splits
     cache.write_text(json.dumps({"train": written["train"], "val": written["val"]}))  # as an earlier version wrote it
     capsys.readouterr()
     assert picks(load("DescribableTextures", root, shots=2, seed=1), root) == first
-    assert "it predates split-bound caches, but its picks are the current split's; bound to it" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "it predates split-bound caches, but its picks are the current split's; bound to it" in out
     assert json.loads(cache.read_text()) == written
     other = [r for r in records(load("DescribableTextures", root).train_x, root / "dtd" / "images")
              if r[1] == 0 and list(r) not in written["train"]][0]
@@ -187,5 +188,7 @@ def test_an_unseeded_run_neither_reads_nor_writes_a_fewshot_cache(tmp_path, imag
     planted.write_text("not even JSON")
     drawn = [picks(load("DescribableTextures", root, shots=2, seed=-1), root)[0] for _ in range(2)]
     assert drawn[0] != drawn[1] and all(len(p) == 10 for p in drawn)
-    assert "Unseeded run (SEED -1): 2-shot picks drawn at random for this run only, not cached" in capsys.readouterr().out
-    assert sorted(p.name for p in folder.iterdir()) == ["shot_2-seed_-1.json"] and planted.read_text() == "not even JSON"
+    out = capsys.readouterr().out
+    assert "Unseeded run (SEED -1): 2-shot picks drawn at random for this run only, not cached" in out
+    assert sorted(p.name for p in folder.iterdir()) == ["shot_2-seed_-1.json"]
+    assert planted.read_text() == "not even JSON"

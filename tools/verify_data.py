@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,7 +32,8 @@ from datasets.common import DiskDataset, resolve_dataset_names  # noqa: E402
 from engine.cli import run_cli  # noqa: E402
 from engine.config import get_cfg, merge_file  # noqa: E402
 from engine.data.base import DATASET_REGISTRY, DATASETS_DOC  # noqa: E402
-from engine.errors import UsageError, UserError  # noqa: E402
+from engine.data.images import read_image  # noqa: E402
+from engine.errors import DataError, UsageError, UserError  # noqa: E402
 
 
 class Counts(NamedTuple):
@@ -134,11 +134,10 @@ def unreadable_images(paths: list[str], jobs: int) -> list[tuple[str, str]]:
 
     def problem(path: str) -> str | None:
         try:
-            with Image.open(path) as img:
-                img.load()
+            read_image(path)  # what training reads: decoded and converted to RGB
             return None
-        except Exception as e:  # noqa: BLE001  (PIL raises many types for bad files)
-            return f"{type(e).__name__}: {e}"
+        except DataError as e:
+            return str(e.__cause__ or e)
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         reasons = list(tqdm(pool.map(problem, paths), total=len(paths), desc="opening images", unit="img",

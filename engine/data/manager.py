@@ -8,26 +8,17 @@ give each rank a contiguous shard of the split; the evaluator gathers the predic
 from __future__ import annotations
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset
 
 from engine import distributed
 from engine.data.base import DATASET_REGISTRY, Datum, DatasetBase
+from engine.data.images import read_image
 from engine.data.samplers import EpochBatchSampler, ShardSampler
 from engine.data.transforms import build_test_transform, build_train_transform
-from engine.errors import ConfigError, DataError
+from engine.errors import ConfigError
 
 SAMPLERS = ("RandomSampler", "SequentialSampler")  # training order: shuffled per epoch, or as listed
-
-
-def read_image(path: str) -> Image.Image:
-    """Open as RGB; a corrupt or unreadable file raises naming the file (Dassl retried forever)."""
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, UnidentifiedImageError, SyntaxError) as e:
-        raise DataError(f"Cannot read image {path}: {e}. Replace the file or remove it from the split.") from e
 
 
 class DatasetWrapper(Dataset):
