@@ -24,12 +24,18 @@ from engine.errors import UserError
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "PROMPTLAB_DEBUG"
-_OS_ERRORS = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "the disk quota is exceeded",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EROFS: "the file system is read-only",
+_FREE_OR_MOVE = "Free space in {folder} or make it writable, or choose another folder (e.g. --output-dir)"
+_OS_ERRORS = {  # errno: (what happened, what to do)
+    errno.ENOSPC: ("no space left on the device", _FREE_OR_MOVE),
+    errno.EDQUOT: ("the disk quota is exceeded", _FREE_OR_MOVE),
+    errno.EACCES: ("permission denied", _FREE_OR_MOVE),
+    errno.EPERM: ("operation not permitted", _FREE_OR_MOVE),
+    errno.EROFS: ("the file system is read-only", _FREE_OR_MOVE),
+    errno.ENOTDIR: ("a part of that path is a file, not a folder",
+                    "Rename or move the file that stands where a folder should be, or choose another folder "
+                    "(e.g. --output-dir)"),
+    errno.EFBIG: ("the file is larger than this file system or process allows",
+                  "Write to another file system (FAT32 stops at 4 GB), or raise the limit (`ulimit -f`)"),
 }
 
 
@@ -45,14 +51,15 @@ def error_block(message: str) -> str:
 
 def os_error_message(err: OSError) -> str | None:
     """A one-block message for disk and permission failures, naming the folder to fix."""
-    what = _OS_ERRORS.get(err.errno)
-    if what is None:
+    if err.errno not in _OS_ERRORS:
         return None
+    what, fix = _OS_ERRORS[err.errno]
     path = err.filename or ""
     folder = os.path.dirname(os.path.abspath(path)) if path else "the output folder"
-    return (f"cannot write {path or 'a file'}: {what} ({os.strerror(err.errno)}).\n"
-            f"Free space in {folder} or make it writable, or choose another folder (e.g. --output-dir); "
-            "nothing half-written was kept, so rerunning the same command continues the run.")
+    verb = "use" if err.errno == errno.ENOTDIR else "write"  # ENOTDIR comes from reads as well
+    return (f"cannot {verb} {path or 'a file'}: {what} ({os.strerror(err.errno)}).\n"
+            f"{fix.format(folder=folder)}; nothing half-written was kept, so rerunning the same command "
+            "continues the run.")
 
 
 def run_cli(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> NoReturn:

@@ -5,6 +5,7 @@ Merge order (CoOp's train.py): defaults -> trainer nodes -> dataset yaml -> meth
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Iterable
 
 import yaml
@@ -168,18 +169,45 @@ def _check_keys(node: CN, update: dict[str, Any], source: str, valid: list[str],
             _check_keys(node[key], value, source, valid, full + ".")
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that gives one key twice (PyYAML would keep the last silently)."""
+
+    def __init__(self, key, first: yaml.Mark, second: yaml.Mark):
+        super().__init__(f"{key!r} is given twice, at line {first.line + 1} and at line {second.line + 1}")
+        self.problem_mark = second
+        self.problem = str(self)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKeyError(key, seen[key], key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, StrictLoader.construct_mapping)
+
+
 def read_yaml(path: str, flag: str = "") -> dict:
-    """A yaml config file as a dict; a missing file or a syntax error names the file (and the
-    flag that gave it) and the line."""
+    """A yaml config file as a dict; a missing file, a syntax error or a key given twice names the
+    file (and the flag that gave it) and the line."""
     where = f" (given by {flag})" if flag else ""
     try:
         with open(path) as f:
-            data = yaml.safe_load(f) or {}
+            data = yaml.load(f, Loader=StrictLoader) or {}
     except FileNotFoundError:
         raise MissingFileError(f"Config file {path}{where} does not exist. Pick one under configs/ "
                                "(e.g. configs/trainers/CoOp/vit_b16_ep50.yaml)") from None
     except IsADirectoryError:
         raise MissingFileError(f"Config file {path}{where} is a folder; give a .yaml file in it") from None
+    except DuplicateKeyError as e:
+        raise ConfigError(f"Config file {path}{where}: {e}. Keep one of them") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -214,3 +242,26 @@ def merge_list(cfg: CN, opts: Iterable[str], source: str = "the command line") -
             cfg.merge_from_list([key, value])
         except (ValueError, AssertionError, KeyError) as e:
             raise ConfigError(f"Config key {key} on {source}: cannot take {value!r} ({e})") from None
+
+
+def check_values(cfg: CN) -> None:
+    """Values no run can mean, refused before anything is built: a NaN or infinite number
+    anywhere, a negative learning rate, batch sizes and image sizes below 1."""
+    for key in _flat_keys(cfg):
+        value = cfg
+        for part in key.split("."):
+            value = value[part]
+        numbers = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise ConfigError(f"{key} is {value}: a config value must be a finite number")
+    if cfg.OPTIM.LR < 0:
+        raise ConfigError(f"OPTIM.LR {cfg.OPTIM.LR} is negative: the optimiser would climb the loss. Give a rate >= 0 "
+                          "(the method's configs under configs/trainers/ have the published ones)")
+    for key, size in (("DATALOADER.TRAIN_X.BATCH_SIZE", cfg.DATALOADER.TRAIN_X.BATCH_SIZE),
+                      ("DATALOADER.TEST.BATCH_SIZE", cfg.DATALOADER.TEST.BATCH_SIZE)):
+        if size < 1:
+            raise ConfigError(f"{key} {size}: a batch holds at least 1 image")
+    size = cfg.INPUT.SIZE
+    if len(size) != 2 or not all(isinstance(v, int) and v >= 1 for v in size):
+        raise ConfigError(f"INPUT.SIZE {tuple(size)}: give (height, width), two whole numbers >= 1, "
+                          "e.g. INPUT.SIZE \"(224, 224)\"")

@@ -7,14 +7,35 @@ builtin exception that code and tests already expect (ValueError, FileNotFoundEr
 """
 from __future__ import annotations
 
+import re
+
+
+_WORKER_ERROR = re.compile(r"Caught \w+ in DataLoader worker process (\d+)\.\nOriginal Traceback")
+
 
 class UserError(Exception):
     """A problem with the user's input (flags, config, files); exit code 1."""
 
     exit_code = 1
 
+    def __init__(self, *args):
+        if args and isinstance(args[0], str):
+            args = (_without_worker_traceback(args[0], type(self)), *args[1:])
+        super().__init__(*args)
+
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+def _without_worker_traceback(message: str, cls: type) -> str:
+    """A DataLoader worker re-raises its error in the main process as `cls(<the worker's whole
+    traceback>)`; a user error keeps only its own message, and says where it was raised."""
+    found = _WORKER_ERROR.match(message)
+    marker = f"{cls.__module__}.{cls.__qualname__}: "
+    if not found or marker not in message:
+        return message
+    return message[message.rindex(marker) + len(marker):].rstrip("\n") + \
+        f"\n(raised in DataLoader worker process {found.group(1)})"
 
 
 class UsageError(UserError, ValueError):

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from engine import distributed
-from engine.config import dataset_overrides, get_cfg, merge_file, merge_list
+from engine.config import check_values, dataset_overrides, get_cfg, merge_file, merge_list
 from engine.errors import ConfigError, UnknownNameError, UsageError, UserError
 from engine.logging import setup_logger
 from engine.registry import TRAINER_REGISTRY
@@ -28,7 +28,7 @@ from external import load_trainer_files
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="train.py", description="CoOp's command line: train or evaluate one run")
     p.add_argument("--root", type=str, default="", help="path to dataset")
-    p.add_argument("--output-dir", type=str, default="", help="output directory")
+    p.add_argument("--output-dir", type=str, default=None, help="output directory")
     p.add_argument("--resume", type=str, default="", help="checkpoint directory (from which the training resumes)")
     p.add_argument("--seed", type=int, default=None, help="only non-negative values set the seed (0 included)")
     p.add_argument("--source-domains", type=str, nargs="+", help="source domains for DA/DG")
@@ -58,7 +58,7 @@ def reset_cfg(cfg, args: argparse.Namespace) -> None:
     """CLI flags override the yaml files (CoOp's reset_cfg), except that --seed 0 counts."""
     if args.root:
         cfg.DATASET.ROOT = args.root
-    if args.output_dir:
+    if args.output_dir is not None:
         cfg.OUTPUT_DIR = args.output_dir
     if args.resume:
         cfg.RESUME = args.resume
@@ -103,7 +103,19 @@ def trainer_class(cfg):
 
 
 def check_settings(cfg, args: argparse.Namespace, trainer_cls) -> None:
-    """Settings that cannot be what the user meant, refused before anything is built."""
+    """Settings that cannot be what the user meant, refused before the output folder is claimed
+    and before any data or model is loaded."""
+    if not cfg.OUTPUT_DIR.strip():
+        raise UsageError("--output-dir (OUTPUT_DIR) is empty: give the folder this run writes to, e.g. "
+                         "--output-dir output/caltech101/CoOp/seed1")
+    if Path(cfg.OUTPUT_DIR).exists() and not Path(cfg.OUTPUT_DIR).is_dir():
+        raise UsageError(f"--output-dir (OUTPUT_DIR) {cfg.OUTPUT_DIR} is a file, not a folder: give another "
+                         "--output-dir")
+    root = Path(cfg.DATASET.ROOT).expanduser() if cfg.DATASET.ROOT else None
+    if root is not None and root.exists() and not root.is_dir():
+        raise UsageError(f"--root (DATASET.ROOT) {cfg.DATASET.ROOT} is a file, not a folder: give the folder that "
+                         "holds the dataset folders (docs/DATASETS.md), e.g. --root $DATA")
+    check_values(cfg)
     trains = not (args.eval_only or args.no_train)
     if trains and getattr(trainer_cls, "TRAINABLE", True) and cfg.OPTIM.MAX_EPOCH < 1:
         raise ConfigError(

@@ -1,5 +1,6 @@
 """Bad input through train.py and the tools: one `error:` block naming the file, key or flag, the
 exit code (2 usage, 1 data/config), and no traceback unless --debug asks for it."""
+import errno
 import importlib
 import os
 import shutil
@@ -50,11 +51,16 @@ def world(tmp_path_factory):
     (escaping / "prompt_learner" / "checkpoint").write_text("../../../etc/passwd\n")
     yaml_bad = base / "bad.yaml"
     yaml_bad.write_text("OPTIM:\n  LR: 0.1\n   MAX_EPOCH: 3\n")
+    yaml_dup = base / "dup.yaml"
+    yaml_dup.write_text("OPTIM:\n  LR: 0.1\n  MAX_EPOCH: 3\n  LR: 0.002\n")
+    yaml_nan = base / "nan.yaml"
+    yaml_nan.write_text("OPTIM:\n  LR: .nan\n")
     results = base / "results_tree" / "base2new" / "train_base" / "dtd" / "shots_16" / "CoOp" / "c" / "seed1"
     results.mkdir(parents=True)
     (results / "results.json").write_text("{not json")
     return {"root": root, "run": run, "bad": bad, "fewshot": fewshot, "nosplit": nosplit, "truncated": truncated,
-            "crafted": crafted, "escaping": escaping, "yaml_bad": yaml_bad, "base": base,
+            "crafted": crafted, "escaping": escaping, "yaml_bad": yaml_bad, "yaml_dup": yaml_dup,
+            "yaml_nan": yaml_nan, "base": base,
             "results_tree": base / "results_tree"}
 
 
@@ -146,6 +152,42 @@ CASES = [
     ("download unknown dataset", "download_splits", lambda w, o: ["--root", str(o), "--dataset", "Petz"], 2,
      ["Unknown dataset 'Petz'"]),
 ]
+# Refused before the output folder is claimed and before any data or model is loaded.
+EARLY_CASES = [
+    ("zero batch", "train", lambda w, o: base_args(w["root"], o) + ["DATALOADER.TRAIN_X.BATCH_SIZE", "0"],
+     1, ["DATALOADER.TRAIN_X.BATCH_SIZE 0: a batch holds at least 1 image"]),
+    ("negative batch", "train", lambda w, o: base_args(w["root"], o) + ["DATALOADER.TEST.BATCH_SIZE", "-4"],
+     1, ["DATALOADER.TEST.BATCH_SIZE -4: a batch holds at least 1 image"]),
+    ("negative lr", "train", lambda w, o: base_args(w["root"], o) + ["OPTIM.LR", "-0.1"],
+     1, ["OPTIM.LR -0.1 is negative"]),
+    ("nan lr", "train", lambda w, o: replace_flag(base_args(w["root"], o), "--config-file", str(w["yaml_nan"])),
+     1, ["OPTIM.LR is nan: a config value must be a finite number"]),
+    ("zero input size", "train", lambda w, o: base_args(w["root"], o) + ["INPUT.SIZE", "(0, 0)"],
+     1, ["INPUT.SIZE (0, 0): give (height, width), two whole numbers >= 1"]),
+    ("root is a file", "train", lambda w, o: replace_flag(base_args(w["root"], o), "--root", str(w["yaml_bad"])),
+     2, ["--root (DATASET.ROOT) {yaml_bad} is a file, not a folder"]),
+    ("empty output dir", "train", lambda w, o: replace_flag(base_args(w["root"], o), "--output-dir", ""),
+     2, ["--output-dir (OUTPUT_DIR) is empty"]),
+    ("output dir is a file", "train", lambda w, o: replace_flag(base_args(w["root"], o), "--output-dir", str(w["yaml_bad"])),
+     2, ["--output-dir (OUTPUT_DIR) {yaml_bad} is a file, not a folder"]),
+    ("duplicate yaml key", "train", lambda w, o: replace_flag(base_args(w["root"], o), "--config-file", str(w["yaml_dup"])),
+     1, ["Config file {yaml_dup} (given by --config-file): 'LR' is given twice, at line 2 and at line 4"]),
+]
+CASES += EARLY_CASES
+
+
+@pytest.mark.parametrize("case", EARLY_CASES, ids=[c[0] for c in EARLY_CASES])
+def test_bad_settings_are_refused_before_anything_is_claimed_or_loaded(case, world, tmp_path, capsys):
+    _, _, build, code, _ = case
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(SystemExit) as e:
+        run_cli(train_main, build(world, out))
+    printed = capsys.readouterr()
+    assert e.value.code == code and list(out.iterdir()) == []  # no lock, no log
+    assert "Reading split" not in printed.out and "Loading CLIP" not in printed.out
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_clear_error(case, world, tmp_path, capsys):
     _, command, build, code, needles = case
@@ -201,3 +243,48 @@ def test_every_command_ends_through_run_cli():
         if '__name__ == "__main__"' in text:
             assert 'if __name__ == "__main__":\n    run_cli(main)\n' in text, path.name
     assert 'if __name__ == "__main__":\n    run_cli(main)\n' in (REPO / "train.py").read_text()
+
+
+def test_an_unreadable_image_in_a_loader_worker_is_one_clear_error(world, tmp_path, capsys):
+    """The worker's error reaches the main process as one block naming the image, not as the
+    worker's whole traceback after the `error:` line."""
+    root = tmp_path / "data"
+    shutil.copytree(world["root"] / "caltech-101", root / "caltech-101")
+    for path in (root / "caltech-101" / "101_ObjectCategories").rglob("*.jpg"):
+        path.write_bytes(path.read_bytes()[:40])  # truncated: opens, fails to decode
+    with pytest.raises(SystemExit) as e:
+        run_cli(train_main, base_args(root, tmp_path / "out") + ["DATALOADER.NUM_WORKERS", "1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "Traceback" not in err
+    assert err.startswith(f"error: Cannot read image {root}/caltech-101/101_ObjectCategories/")
+    assert "Replace the file or remove it from the split." in err
+    assert err.rstrip().endswith("(raised in DataLoader worker process 0)")
+
+
+def test_a_path_through_a_file_is_one_clear_error(world, tmp_path, capsys):
+    """ENOTDIR: an output folder below a regular file."""
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(SystemExit) as e:
+        run_cli(train_main, base_args(world["root"], blocker / "CoOp" / "seed1"))
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "Traceback" not in err
+    assert err.startswith(f"error: cannot use {blocker}/CoOp/seed1: a part of that path is a file, not a folder")
+
+
+def test_a_file_too_large_is_one_clear_error(world, tmp_path, monkeypatch, capsys):
+    """EFBIG: a checkpoint beyond the file system's (FAT32: 4 GB) or `ulimit -f`'s limit."""
+    import engine.checkpoint as ck
+
+    def too_large(path, data):
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
+
+    monkeypatch.setattr(ck, "atomic_write_bytes", too_large)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        run_cli(train_main, base_args(world["root"], out))
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "Traceback" not in err
+    assert err.startswith(f"error: cannot write {out}/prompt_learner/model.pth.tar-1: the file is larger than this "
+                          "file system or process allows")
+    assert "ulimit -f" in err
