@@ -12,6 +12,7 @@ which is used literally, for inference-only uses that want exactly that dtype.
 from __future__ import annotations
 
 import contextlib
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import ContextManager
@@ -82,12 +83,23 @@ def cast_model(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model
 
 
+AMX_ENV = "PROMPTLAB_CPU_AMX"  # "1" / "0": take this answer instead of probing the CPU
+
+
 @lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU has bf16 matrix units that PyTorch can use (Intel AMX: the `amx_bf16`
     flag, and the kernel's permission to use AMX tiles, which torch requests). Without them,
     bf16 autocast on CPU runs through conversions and is slower than fp32 (measured 3.5x on a
-    DeAR ViT-B/16 step on an avx512_bf16 CPU without AMX: docs/PERFORMANCE.md)."""
+    DeAR ViT-B/16 step on an avx512_bf16 CPU without AMX: docs/PERFORMANCE.md).
+
+    $PROMPTLAB_CPU_AMX=1 or 0 replaces the probe: to run the test suite as on the other kind of
+    CPU, or where a virtual machine hides or misreports the flag."""
+    forced = os.environ.get(AMX_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ConfigError(f"${AMX_ENV} must be 1 or 0 (or unset to probe the CPU), got {forced!r}")
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:

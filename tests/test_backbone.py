@@ -14,6 +14,7 @@ from open_clip.model import CLIP
 
 from backbone import ClipBackbone, TowerHooks, append_tokens, insert_tokens, load_clip, replace_tokens
 from backbone import model_configs, sources
+from backbone import precision
 from backbone.precision import autocast, grad_scaler, resolve_dtype, weight_dtype
 
 PROMPTS = ["a photo of a cat.", "a photo of a small red double-decker bus."]
@@ -357,6 +358,11 @@ def test_resnet_tower_without_hooks_only():
 
 
 # ---- precision ------------------------------------------------------------------------------
+def matmul_dtype(context) -> torch.dtype:
+    with context:
+        return (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+
+
 def test_precision_policy(capsys):
     assert weight_dtype("fp16", "cpu") == torch.float32
     assert "fp16 on CPU" in capsys.readouterr().out
@@ -365,11 +371,37 @@ def test_precision_policy(capsys):
     assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
     with pytest.raises(ValueError, match="Did you mean 'fp16'"):
         weight_dtype("fp61", "cpu")
-    with autocast("amp", "cpu"):
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
-    with autocast("fp32", "cpu"):
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    assert matmul_dtype(autocast("amp", "cpu", "bf16")) == torch.bfloat16  # forced: whatever the CPU
+    assert matmul_dtype(autocast("amp", "cpu", "fp32")) == torch.float32
+    assert matmul_dtype(autocast("fp32", "cpu")) == torch.float32
     assert not grad_scaler("amp", "cpu").is_enabled()
+
+
+@pytest.mark.parametrize("amx", [True, False], ids=["AMX", "no AMX"])
+def test_cpu_amp_auto_follows_the_cpu(amx, monkeypatch):
+    """TRAINER.CPU_AMP auto: bf16 autocast where the CPU has AMX, fp32 where it has not (bf16
+    would be slower there); both kinds of machine are faked, whichever this one is."""
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: amx)
+    assert matmul_dtype(autocast("amp", "cpu")) == (torch.bfloat16 if amx else torch.float32)
+    assert matmul_dtype(autocast("amp", "cpu", "auto")) == (torch.bfloat16 if amx else torch.float32)
+    note = precision.amp_note("amp", "cpu")
+    assert note.startswith("PREC amp on CPU: bf16 autocast (this CPU has AMX" if amx else
+                           "PREC amp on CPU: running in fp32, as this CPU has no fast bf16 units (AMX)")
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("0", False)])
+def test_the_amx_probe_can_be_forced(value, expected, monkeypatch):
+    monkeypatch.setenv(precision.AMX_ENV, value)
+    precision.cpu_has_fast_bf16.cache_clear()
+    try:
+        assert precision.cpu_has_fast_bf16() is expected
+        monkeypatch.setenv(precision.AMX_ENV, "yes")
+        precision.cpu_has_fast_bf16.cache_clear()
+        with pytest.raises(ValueError, match="PROMPTLAB_CPU_AMX must be 1 or 0"):
+            precision.cpu_has_fast_bf16()
+    finally:
+        monkeypatch.undo()
+        precision.cpu_has_fast_bf16.cache_clear()
 
 
 @torch.no_grad()

@@ -140,3 +140,19 @@ def test_job_records_keep_the_newest_job_per_chain(tmp_path):
     assert records[key].job_id == "9" and len(records) == 2  # other commands are another chain
     assert records[key].logs == [str(tmp_path / "train" / "slurm-9.log"), str(tmp_path / "test" / "slurm-9.log")]
     assert JobRecord(**json.loads((tmp_path / "sweeps" / "slurm" / "jobs.jsonl").read_text().splitlines()[0]))
+
+
+@pytest.mark.parametrize("installed", [True, False], ids=["SLURM installed", "no SLURM"])
+def test_the_slurm_launcher_needs_sbatch_and_srun(installed, tmp_path, monkeypatch):
+    """Both kinds of machine, whichever this one is: without sbatch/srun the launcher stops with
+    one message; with them (faked here) it builds the executor."""
+    import shutil
+
+    import sweeps.slurm as slurm
+
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}" if installed else None)
+    if installed:
+        assert slurm.executor(tmp_path, slurm.SlurmOptions()).folder.is_relative_to(tmp_path)
+    else:
+        with pytest.raises(UsageError, match="--launcher slurm: sbatch and srun are not on PATH"):
+            slurm.executor(tmp_path, slurm.SlurmOptions())
