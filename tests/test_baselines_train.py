@@ -101,7 +101,8 @@ def test_promptsrc_gpa_survives_a_resume_and_lands_in_the_last_checkpoint(data_r
     with pytest.raises(KeyboardInterrupt):
         main(argv(data_root, interrupted, "PromptSRC", epochs=3))
     monkeypatch.setattr(TrainerX, "after_epoch", original)
-    assert sorted(p.name for p in (interrupted / "prompt_learner").glob("gpa*")) == ["gpa.pth.tar-1", "gpa.pth.tar-2"]
+    assert sorted(p.name for p in (interrupted / "prompt_learner").glob("gpa*")) == [
+        "gpa.pth.tar-1", "gpa.pth.tar-1.sha256", "gpa.pth.tar-2", "gpa.pth.tar-2.sha256"]
     main(argv(data_root, interrupted, "PromptSRC", epochs=3))
     resumed = state_of(interrupted, 3)
     assert all(torch.equal(resumed[k], final[k]) for k in final)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from engine.checkpoint import epoch_checkpoints
 from engine.data.samplers import EpochBatchSampler, ShardSampler
 from engine.errors import ConfigError
 from engine.utils import MetricMeter
@@ -64,7 +65,7 @@ def train_args(data: Path, out: Path, trainer: str) -> list[str]:
 
 def final_weights(out: Path, trainer: str) -> dict[str, torch.Tensor]:
     folder = out / RUNS[trainer][1]
-    last = max(folder.glob("model.pth.tar-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    last = max(epoch_checkpoints(folder).items())[1]
     return torch.load(last, weights_only=True)["state_dict"]
 
 

@@ -49,7 +49,8 @@ def test_train_checkpoint_eval_only(data_root, tmp_path):
     assert "torch" in results["environment"]
 
     ckpt_dir = out / "prompt_learner"
-    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["checkpoint", "model.pth.tar-1", "model.pth.tar-2"]
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == [
+        "checkpoint", "model.pth.tar-1", "model.pth.tar-1.sha256", "model.pth.tar-2", "model.pth.tar-2.sha256"]
     ckpt = torch.load(ckpt_dir / "model.pth.tar-2", weights_only=False)
     assert list(ckpt["state_dict"]) == ["ctx"]  # learnable tensors only, no CLIP weights
     assert ckpt["state_dict"]["ctx"].shape == (N_CTX, 48) and ckpt["epoch"] == 2
