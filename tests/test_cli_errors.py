@@ -1,6 +1,5 @@
 """Bad input through train.py and the tools: one `error:` block naming the file, key or flag, the
 exit code (2 usage, 1 data/config), and no traceback unless --debug asks for it."""
-import errno
 import importlib
 import os
 import shutil
@@ -270,21 +269,3 @@ def test_a_path_through_a_file_is_one_clear_error(world, tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 1 and "Traceback" not in err
     assert err.startswith(f"error: cannot use {blocker}/CoOp/seed1: a part of that path is a file, not a folder")
-
-
-def test_a_file_too_large_is_one_clear_error(world, tmp_path, monkeypatch, capsys):
-    """EFBIG: a checkpoint beyond the file system's (FAT32: 4 GB) or `ulimit -f`'s limit."""
-    import engine.checkpoint as ck
-
-    def too_large(path, data):
-        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
-
-    monkeypatch.setattr(ck, "atomic_write_bytes", too_large)
-    out = tmp_path / "run"
-    with pytest.raises(SystemExit) as e:
-        run_cli(train_main, base_args(world["root"], out))
-    err = capsys.readouterr().err
-    assert e.value.code == 1 and "Traceback" not in err
-    assert err.startswith(f"error: cannot write {out}/prompt_learner/model.pth.tar-1: the file is larger than this "
-                          "file system or process allows")
-    assert "ulimit -f" in err

@@ -313,7 +313,8 @@ def crash_after(epoch_index):
     return after_epoch
 
 
-def test_corrupt_newest_checkpoint_falls_back_a_epoch_to_the_same_weights(data_root, tmp_path, monkeypatch):
+def straight_and_interrupted(data_root, tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """A 3-epoch run, and the same run stopped after its second epoch's checkpoint."""
     from engine.trainer import TrainerX
 
     straight = tmp_path / "straight"
@@ -324,6 +325,11 @@ def test_corrupt_newest_checkpoint_falls_back_a_epoch_to_the_same_weights(data_r
     with pytest.raises(KeyboardInterrupt):
         main(argv(data_root, out, epochs=3))
     monkeypatch.setattr(TrainerX, "after_epoch", original)
+    return straight, out
+
+
+def test_corrupt_newest_checkpoint_falls_back_a_epoch_to_the_same_weights(data_root, tmp_path, monkeypatch):
+    straight, out = straight_and_interrupted(data_root, tmp_path, monkeypatch)
     newest = out / "prompt_learner" / "model.pth.tar-2"
     newest.write_bytes(newest.read_bytes()[:100])
     main(argv(data_root, out, epochs=3))
@@ -349,16 +355,7 @@ def flip_one_byte(path: Path) -> None:
 def test_a_flipped_byte_in_the_newest_checkpoint_falls_back_a_epoch(data_root, tmp_path, monkeypatch):
     """Issue 20, case 4: a changed byte inside the tensor data is found by the digest recorded at
     save time; resume falls back to the previous epoch and ends on the uninterrupted weights."""
-    from engine.trainer import TrainerX
-
-    straight = tmp_path / "straight"
-    main(argv(data_root, straight, epochs=3))
-    out = tmp_path / "run"
-    original = TrainerX.after_epoch
-    monkeypatch.setattr(TrainerX, "after_epoch", crash_after(1))
-    with pytest.raises(KeyboardInterrupt):
-        main(argv(data_root, out, epochs=3))
-    monkeypatch.setattr(TrainerX, "after_epoch", original)
+    straight, out = straight_and_interrupted(data_root, tmp_path, monkeypatch)
     newest = out / "prompt_learner" / "model.pth.tar-2"
     assert (out / "prompt_learner" / "model.pth.tar-2.sha256").read_text() == \
         f"{hashlib.sha256(newest.read_bytes()).hexdigest()}  model.pth.tar-2\n"
@@ -411,11 +408,16 @@ def test_a_run_killed_during_a_checkpoint_write_resumes_to_the_same_weights(data
     assert torch.equal(ctx(straight, 3), ctx(out, 3))
 
 
-def test_disk_full_during_a_checkpoint_is_one_clear_error(data_root, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("code, what, fix", [
+    (errno.ENOSPC, "no space left on the device", "Free space in {folder}"),
+    (errno.EFBIG, "the file is larger than this file system or process allows", "raise the limit (`ulimit -f`)"),
+], ids=["ENOSPC", "EFBIG"])
+def test_disk_full_during_a_checkpoint_is_one_clear_error(data_root, tmp_path, monkeypatch, capsys, code, what, fix):
+    """A full disk, or a file over the file system's (FAT32: 4 GB) or `ulimit -f`'s limit."""
     import engine.checkpoint as ck
 
     def full(path, data):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        raise OSError(code, os.strerror(code), str(path))
 
     monkeypatch.setattr(ck, "atomic_write_bytes", full)
     out = tmp_path / "run"
@@ -423,8 +425,8 @@ def test_disk_full_during_a_checkpoint_is_one_clear_error(data_root, tmp_path, m
         run_cli(main, argv(data_root, out))
     err = capsys.readouterr().err
     assert e.value.code == 1 and "Traceback" not in err
-    assert err.startswith(f"error: cannot write {out}/prompt_learner/model.pth.tar-1: no space left on the device")
-    assert f"Free space in {out}/prompt_learner" in err
+    assert err.startswith(f"error: cannot write {out}/prompt_learner/model.pth.tar-1: {what}")
+    assert fix.format(folder=out / "prompt_learner") in err
     assert not list((out / "prompt_learner").glob("model.pth.tar-*"))
 
 
