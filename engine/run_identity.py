@@ -28,8 +28,10 @@ IGNORED_KEYS = (
 )
 # Manifest entries recorded for the reader but not compared.
 UNCOMPARED = ("code", "config_sha256")
+# The code of a trainer from a file (external/loader.py: code_identity); absent for promptlab's own.
+CODE = "trainer_code"
 # What an evaluation must share with the run that trained the model it loads.
-MODEL_FIELDS = ("trainer", "backbone", "weights")
+MODEL_FIELDS = ("trainer", CODE, "backbone", "weights")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -88,7 +90,7 @@ def run_manifest(cfg, mode: str = "train", model: dict | None = None, strict: bo
             raise
         weights = f"unavailable: {e}"
     config = result_config(plain_config(cfg))
-    return {
+    manifest = {
         "trainer": cfg.TRAINER.NAME,
         "dataset": cfg.DATASET.NAME,
         "seed": cfg.SEED,
@@ -102,6 +104,20 @@ def run_manifest(cfg, mode: str = "train", model: dict | None = None, strict: bo
         "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
         "code": code_version(),
     }
+    code = trainer_code(cfg.TRAINER.NAME)
+    if code is not None:
+        manifest[CODE] = code
+    return manifest
+
+
+def trainer_code(name: str) -> dict | None:
+    """The identity of the code of trainer `name` when it comes from a file (its classmethod
+    code_identity), so that a changed file is another run; None for promptlab's own trainers,
+    whose code is the toolbox's (recorded as `code`, not compared)."""
+    from engine.registry import TRAINER_REGISTRY
+
+    identity = getattr(TRAINER_REGISTRY.get(name), "code_identity", None) if name in TRAINER_REGISTRY else None
+    return identity() if identity is not None else None
 
 
 def legacy_manifest(results: dict) -> dict:
@@ -136,16 +152,29 @@ def _flatten(value, prefix: str = "") -> dict[str, object]:
     return {prefix: value}
 
 
+def _describe_code(code: dict | None, trainer: str) -> str:
+    return f"promptlab's built-in {trainer}" if code is None else f"class {code['class']} of {code['file']}"
+
+
 def differences(recorded: dict, current: dict, fields: tuple[str, ...] | None = None) -> list[str]:
     """'field: recorded vs this run' for every compared field that differs, config keys one by
     one. Fields absent from `recorded` (files of earlier versions) are not compared, nor are
-    config keys that only one side has (a key a newer version added, with its default)."""
+    config keys that only one side has (a key a newer version added, with its default). An
+    absent `trainer_code` means promptlab's own trainer, so it is compared either way."""
     out = []
-    for field in fields or tuple(k for k in current if k not in UNCOMPARED):
+    fields = fields or tuple(k for k in current if k not in UNCOMPARED)
+    if CODE not in fields and CODE in recorded and "trainer" in fields:
+        fields = (*fields, CODE)
+    for field in fields:
+        if field == CODE and (CODE in recorded) != (CODE in current):
+            trainer = current.get("trainer", "")
+            out.append(f"{CODE}: {_describe_code(recorded.get(CODE), trainer)} (recorded) vs "
+                       f"{_describe_code(current.get(CODE), trainer)} (this run)")
+            continue
         if field not in recorded:
             continue
         old, new = recorded[field], current.get(field)
-        if field in ("config", "model"):
+        if field in ("config", "model", CODE):
             flat_old, flat_new = _flatten(old, field), _flatten(new, field)
             keys = set(flat_old) & set(flat_new) if field == "config" else set(flat_old) | set(flat_new)
             for key in sorted(keys):
