@@ -10,8 +10,9 @@ before the extensions run, engine/config.py):
 - a built-in trainer gets only the keys promptlab's config lacks (new nodes such as `LOSS`, new
   keys such as `TRAINER.COOP.W`); every key it has keeps promptlab's value and type;
 - an external trainer gets everything its sources set, as its repository's train.py would: the
-  sources in its repository (a source applies to the trainer files in its folder and below;
-  a source whose folder holds no trainer file applies to every external trainer).
+  sources in its repository (a source applies to the trainer files in its folder and below, and
+  to their subclasses elsewhere; a source whose folder holds no trainer file applies to every
+  external trainer).
 Two sources that give one key different values, for the same run, are an error naming the key,
 both values and both files: no order of the files decides silently.
 """
@@ -35,9 +36,9 @@ class KeySource:
     kind: str  # "extend_cfg" or "defaults"
     declare: Callable[[CN], None]
 
-    def applies_to(self, trainer_file: Path, trainer_files: Iterable[Path]) -> bool:
+    def applies_to(self, class_files: list[Path], trainer_files: Iterable[Path]) -> bool:
         folder = self.path.parent
-        return trainer_file.is_relative_to(folder) or not any(f.is_relative_to(folder) for f in trainer_files)
+        return any(f.is_relative_to(folder) for f in class_files) or not any(f.is_relative_to(folder) for f in trainer_files)
 
     def assignments(self, base: CN, base_leaves: dict[str, Any]) -> dict[str, Any]:
         """The keys this source sets to a value promptlab's config does not have (dotted -> value)."""
@@ -77,19 +78,20 @@ def _set(cfg: CN, dotted: str, value: Any, source: KeySource) -> None:
     node[leaf] = value.clone() if isinstance(value, CN) else value
 
 
-def apply(cfg: CN, external_trainer_file: Path | None, trainer_files: Iterable[Path]) -> None:
+def apply(cfg: CN, class_files: list[Path], trainer_files: Iterable[Path]) -> None:
     """Add the sources' keys to `cfg` for the trainer it names (see the module docstring);
-    `external_trainer_file` is that trainer's file, None for a built-in trainer."""
+    `class_files` are the files of that trainer's class and its external bases (a subclass of a
+    repository's trainer gets that repository's keys), empty for a built-in trainer."""
     if not SOURCES:
         return
     trainer_files = list(trainer_files)
     base_leaves = dict(leaves(cfg))
     chosen: dict[str, tuple[Any, KeySource]] = {}
     for source in SOURCES:
-        if external_trainer_file is not None and not source.applies_to(external_trainer_file, trainer_files):
+        if class_files and not source.applies_to(class_files, trainer_files):
             continue
         for key, value in source.assignments(cfg, base_leaves).items():
-            if external_trainer_file is None and key in base_leaves:
+            if not class_files and key in base_leaves:
                 continue
             if key in chosen and not _same(chosen[key][0], value):
                 other = chosen[key][1]

@@ -222,15 +222,16 @@ def add_external_keys(cfg: CN) -> None:
         node = getattr(cls, "CONFIG_NODE", None)
         if registry == "TRAINER" and node and node not in cfg.TRAINER:
             cfg.TRAINER[node] = CN(dict(cls.CONFIG))
-    config_keys.apply(cfg, trainer_file(cfg.TRAINER.NAME), [p for p, kind in LOADED.items() if kind == "module"])
+    config_keys.apply(cfg, class_files(cfg.TRAINER.NAME), [p for p, kind in LOADED.items() if kind == "module"])
 
 
-def trainer_file(name: str) -> Path | None:
-    """The file of the external trainer registered as `name`; None for a built-in (or unknown) name."""
+def class_files(name: str) -> list[Path]:
+    """The files of the external trainer registered as `name` and of its external bases; none for
+    a built-in (or unknown) name."""
     cls = TRAINER_REGISTRY.get(name) if name in TRAINER_REGISTRY else None
     if cls is None or not is_external(cls):
-        return None
-    return Path(inspect.getsourcefile(cls)).resolve()
+        return []
+    return [Path(inspect.getsourcefile(c)).resolve() for c in cls.__mro__ if is_external(c)]
 
 
 def is_external(obj: Any) -> bool:

@@ -291,6 +291,18 @@ def test_a_repositorys_keys_leave_the_builtin_trainers_keys_alone(world, tmp_pat
     assert theirs.TRAINER.COOP.W == 8.0 and theirs.TRAINER.REPTOK.N_REP_TOKENS == 2
 
 
+def test_a_subclass_of_a_repositorys_trainer_elsewhere_gets_that_repositorys_keys(tmp_path):
+    """The recipe for a forked Dassl's method: a subclass, in a file of one's own, of the class the
+    registry holds; it reads the repository's keys as its base does."""
+    (tmp_path / "mine.py").write_text(
+        "from dassl.engine import TRAINER_REGISTRY\n\nKgLike = TRAINER_REGISTRY.get('KgLike')\n\n\n"
+        "@TRAINER_REGISTRY.register()\nclass MyKgLike(KgLike):\n    pass\n")
+    load_trainer_files([str(FORKED / "trainers" / "kglike.py"), str(tmp_path / "mine.py"), str(FORKED / "train.py")])
+    from engine.config import get_cfg
+
+    assert get_cfg("MyKgLike").TRAINER.COOP.CTX_INIT is False and get_cfg("MyKgLike").TRAINER.REPTOK.N_REP_TOKENS == 2
+
+
 def test_a_key_two_sources_set_differently_is_one_error(tmp_path):
     copy_of_coop(tmp_path / "repo")
     (tmp_path / "repo" / "a.yaml").write_text(yaml.safe_dump({"TRAINER": {"COOP": {"N_CTX": 4}}}))
