@@ -92,8 +92,9 @@ def explain(error: BaseException, cfg: CN) -> ExternalCodeError | None:
         return ExternalCodeError(
             f"{at} uses self.{error.name}, which neither {type(owner).__name__} nor Dassl's TrainerX defines: it "
             "comes from the repository's own fork of Dassl, and promptlab's Dassl layer provides Dassl's API. "
-            f"Define {error.name} in the trainer class (in a copy of the file, or a subclass in a file of your own, "
-            f"passed with --trainer-file), e.g. on self.model_backward_and_update ({DOC})"
+            f"Define {error.name} in a subclass registered under another name, in a file of your own passed "
+            f"with --trainer-file after this one (the class is TRAINER_REGISTRY.get({type(owner).__name__!r})), "
+            f"and run that name ({DOC})"
         )
     if isinstance(owner, types.ModuleType) and owner.__name__.split(".")[0] in ("clip", "dassl"):
         layer = owner.__name__.split(".")[0]

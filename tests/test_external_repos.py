@@ -175,7 +175,7 @@ def fork_module(name: str):
 
 def test_a_repositorys_files_import_its_own_clip_and_promptlab_serves_the_weights(world):
     load_trainer_files([str(FORKED / "trainers")])
-    for trainer in ("CoOp", "KgLike", "RepTok", "GradFork"):
+    for trainer in ("CoOp", "KgCoOp", "RepTok", "ProGrad"):
         common = sys.modules[fork_module(trainer).__package__ + ".common"]
         assert common.clip.FORK == "forked_repo" and common.clip.__file__ == str(FORKED / "clip" / "clip.py")
     import clip
@@ -222,8 +222,8 @@ def test_forked_trainers_run_to_results_json(world, tmp_path):
 
 def test_promptlabs_clip_layer_can_be_named_for_a_repositorys_files(world, tmp_path):
     """--trainer-file compat/clip: the files run on promptlab's layer, which builds tiny-attr."""
-    load_trainer_files([str(FORKED / "trainers" / "kglike.py"), str(REPO / "compat" / "clip")])
-    common = sys.modules[fork_module("KgLike").__package__ + ".common"]
+    load_trainer_files([str(FORKED / "trainers" / "kgcoop.py"), str(REPO / "compat" / "clip")])
+    common = sys.modules[fork_module("KgCoOp").__package__ + ".common"]
     assert common.clip.__name__ == "clip.clip" and common.clip.__file__ == str(REPO / "compat" / "clip" / "clip.py")
 
 
@@ -242,7 +242,7 @@ def run_as_command(args: list[str], capsys) -> tuple[int, str]:
 
 @pytest.mark.parametrize("trainer, file, code", [
     ("RepTok", "reptok.py", "template = CUSTOM_TEMPLATES[cfg.DATASET.NAME]"),
-    ("KgLike", "kglike.py", 'words = CUSTOM_TEMPLATES[cfg.DATASET.NAME].split(" {}")[0] if cfg.TRAINER.COOP.CTX_INIT else ""'),
+    ("KgCoOp", "kgcoop.py", 'words = CUSTOM_TEMPLATES[cfg.DATASET.NAME].split(" {}")[0] if cfg.TRAINER.COOP.CTX_INIT else ""'),
 ])
 def test_a_template_table_without_the_dataset_is_one_error(world, tmp_path, capsys, trainer, file, code):
     path = FORKED / "trainers" / file
@@ -256,12 +256,13 @@ def test_a_template_table_without_the_dataset_is_one_error(world, tmp_path, caps
 
 
 def test_a_forked_dassl_method_is_one_error(world, tmp_path, capsys):
-    path = FORKED / "trainers" / "gradfork.py"
-    status, err = run_as_command(argv(world, "GradFork", tmp_path / "out", "--trainer-file", str(path),
+    path = FORKED / "trainers" / "prograd.py"
+    status, err = run_as_command(argv(world, "ProGrad", tmp_path / "out", "--trainer-file", str(path),
                                       "MODEL.BACKBONE.NAME", str(world["weights"]), config=PLAIN), capsys)
     assert status == 1
-    assert (f"error: {path}, line {line_of(path, 'self.gradfork_backward_and_update(loss, loss.detach(), 1.0)')}: `self.gradfork_backward_and_update(loss, loss.detach(), 1.0)` uses "
-            "self.gradfork_backward_and_update, which neither GradFork nor Dassl's TrainerX defines: it comes from "
+    code = "self.prograd_backward_and_update(xe_loss, prior_loss, 1.0)"
+    assert (f"error: {path}, line {line_of(path, code)}: `{code}` uses "
+            "self.prograd_backward_and_update, which neither ProGrad nor Dassl's TrainerX defines: it comes from "
             "the repository's own fork of Dassl") in err
 
 
@@ -282,11 +283,11 @@ def test_a_repositorys_keys_leave_the_builtin_trainers_keys_alone(world, tmp_pat
     """The stand-in's train.py rebuilds TRAINER.COOP with CTX_INIT = False (KgCoOp's): the built-in
     CoOp keeps its keys (its yaml's CTX_INIT is words) and gets only the new ones; the
     repository's trainer gets its repository's node."""
-    load_trainer_files([str(FORKED / "trainers" / "kglike.py"), str(FORKED / "train.py")])
+    load_trainer_files([str(FORKED / "trainers" / "kgcoop.py"), str(FORKED / "train.py")])
     builtin = setup_cfg(parse_args(argv(world, "CoOp", tmp_path / "a")))
     assert builtin.TRAINER.COOP.CTX_INIT == "a photo of a" and builtin.TRAINER.COOP.PREC == "fp32"
     assert builtin.TRAINER.COOP.W == 8.0 and builtin.LOSS.NAME == "ce"  # keys it lacked are added
-    theirs = setup_cfg(parse_args(argv(world, "KgLike", tmp_path / "b", config=PLAIN)))
+    theirs = setup_cfg(parse_args(argv(world, "KgCoOp", tmp_path / "b", config=PLAIN)))
     assert theirs.TRAINER.COOP.CTX_INIT is False and theirs.TRAINER.COOP.PREC == "fp16"
     assert theirs.TRAINER.COOP.W == 8.0 and theirs.TRAINER.REPTOK.N_REP_TOKENS == 2
 
@@ -295,12 +296,12 @@ def test_a_subclass_of_a_repositorys_trainer_elsewhere_gets_that_repositorys_key
     """The recipe for a forked Dassl's method: a subclass, in a file of one's own, of the class the
     registry holds; it reads the repository's keys as its base does."""
     (tmp_path / "mine.py").write_text(
-        "from dassl.engine import TRAINER_REGISTRY\n\nKgLike = TRAINER_REGISTRY.get('KgLike')\n\n\n"
-        "@TRAINER_REGISTRY.register()\nclass MyKgLike(KgLike):\n    pass\n")
-    load_trainer_files([str(FORKED / "trainers" / "kglike.py"), str(tmp_path / "mine.py"), str(FORKED / "train.py")])
+        "from dassl.engine import TRAINER_REGISTRY\n\nKgCoOp = TRAINER_REGISTRY.get('KgCoOp')\n\n\n"
+        "@TRAINER_REGISTRY.register()\nclass MyKgCoOp(KgCoOp):\n    pass\n")
+    load_trainer_files([str(FORKED / "trainers" / "kgcoop.py"), str(tmp_path / "mine.py"), str(FORKED / "train.py")])
     from engine.config import get_cfg
 
-    assert get_cfg("MyKgLike").TRAINER.COOP.CTX_INIT is False and get_cfg("MyKgLike").TRAINER.REPTOK.N_REP_TOKENS == 2
+    assert get_cfg("MyKgCoOp").TRAINER.COOP.CTX_INIT is False and get_cfg("MyKgCoOp").TRAINER.REPTOK.N_REP_TOKENS == 2
 
 
 def test_a_key_two_sources_set_differently_is_one_error(tmp_path):

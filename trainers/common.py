@@ -99,15 +99,15 @@ class TextClassifier(nn.Module):
 IMAGE_PATH = ("forward", "image_features", "frozen_image_features", "logits_from_frozen")
 
 
-def uses_frozen_features(model: nn.Module) -> tuple[bool, str]:
-    """(whether evaluation may give `model` cached frozen CLIP features, why not). Decided by
-    where the methods are defined: the nearest class in the MRO that declares
-    `frozen_image_tower` vouches for the image path it and its bases define, and a class below
-    it that redefines an `IMAGE_PATH` method makes the path its own, uncached, unless it declares
-    the flag itself. An inherited True never covers a subclass's own image path."""
+def uses_frozen_features(model: nn.Module | type) -> tuple[bool, str]:
+    """(whether evaluation may give `model` (a model or its class) cached frozen CLIP features,
+    why not). Decided by where the methods are defined: the nearest class in the MRO that
+    declares `frozen_image_tower` vouches for the image path it and its bases define, and a class
+    below it that redefines an `IMAGE_PATH` method makes the path its own, uncached, unless it
+    declares the flag itself. An inherited True never covers a subclass's own image path."""
     if not getattr(model, "frozen_image_tower", False):
         return False, "the method changes the image tower"
-    for cls in type(model).__mro__:
+    for cls in (model if isinstance(model, type) else type(model)).__mro__:
         if "frozen_image_tower" in vars(cls):
             break
         redefined = [name for name in IMAGE_PATH if name in vars(cls)]

@@ -7,12 +7,13 @@ from .common import build_prompt_learner_model, load_clip_to_cpu
 
 
 @TRAINER_REGISTRY.register()
-class GradFork(TrainerX):
+class ProGrad(TrainerX):
     def build_model(self):
         build_prompt_learner_model(self, load_clip_to_cpu(self.cfg).float(), "a photo of a", 4)
 
     def forward_backward(self, batch):
         image, label, _ = self.parse_batch_train(batch)
-        loss = F.cross_entropy(self.model(image), label)
-        self.gradfork_backward_and_update(loss, loss.detach(), 1.0)
-        return {"loss": loss.item()}
+        xe_loss = F.cross_entropy(self.model(image), label)
+        prior_loss = self.model.prompt_learner.ctx.pow(2).mean()
+        self.prograd_backward_and_update(xe_loss, prior_loss, 1.0)
+        return {"loss": xe_loss.item()}

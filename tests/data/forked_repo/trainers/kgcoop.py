@@ -8,7 +8,7 @@ from .common import CUSTOM_TEMPLATES, build_prompt_learner_model, load_clip_to_c
 
 
 @TRAINER_REGISTRY.register()
-class KgLike(TrainerX):
+class KgCoOp(TrainerX):
     def build_model(self):
         cfg = self.cfg
         clip_model = load_clip_to_cpu(cfg).float()
