@@ -20,6 +20,7 @@ import yaml
 
 from engine.cache import sha256_file
 from engine.checkpoint import model_folders, resolve_model_file
+from engine.registry import TRAINER_REGISTRY
 
 # Keys that say where files are or how often to print, never what is computed.
 IGNORED_KEYS = (
@@ -114,8 +115,6 @@ def trainer_code(name: str) -> dict | None:
     """The identity of the code of trainer `name` when it comes from a file (its classmethod
     code_identity), so that a changed file is another run; None for promptlab's own trainers,
     whose code is the toolbox's (recorded as `code`, not compared)."""
-    from engine.registry import TRAINER_REGISTRY
-
     identity = getattr(TRAINER_REGISTRY.get(name), "code_identity", None) if name in TRAINER_REGISTRY else None
     return identity() if identity is not None else None
 

@@ -32,6 +32,7 @@ from typing import Sequence
 import regex
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from open_clip.model import convert_weights_to_lp
 from open_clip.pretrained import get_pretrained_cfg
 from open_clip.tokenizer import SimpleTokenizer as OpenClipTokenizer
 from open_clip.tokenizer import default_bpe
@@ -45,7 +46,6 @@ from backbone.sources import pretrained_file, read_state_dict
 from engine.cache import file_digest, user_cache_dir
 from engine.errors import BackboneError, CheckpointError, MissingFileError, UnknownNameError, UsageError, UserError
 from engine.io import atomic_write
-from open_clip.model import convert_weights_to_lp
 
 OPENAI_CONTEXT_LENGTH = 77
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")

@@ -17,14 +17,12 @@ import pytest
 from PIL import Image
 import torch
 import yaml
-from open_clip.model import CLIP
 from open_clip.tokenizer import SimpleTokenizer as OpenClipTokenizer
 from torch import nn
 
 import trainers  # noqa: F401  (registers the built-in trainers first, as train.py does)
 from backbone import load_clip
 from engine.config import get_cfg
-from engine.data.base import DATASET_REGISTRY
 from engine.errors import CheckpointError, ConfigError, UsageError
 from engine.registry import TRAINER_REGISTRY
 from external import ENV_VAR, cpu_fallback, loader, load_trainer_files
@@ -204,6 +202,22 @@ def test_models_and_download(layers, tmp_path, monkeypatch):
     model, preprocess = clip.load("tiny-attr", device="cpu")
     assert model.visual.input_resolution == 64 and preprocess.transforms[1].size == (64, 64)
     assert clip.tokenize("a cat").shape == (1, 32)  # the default length follows the last model built
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="without CUDA the weights stay fp32")
+def test_convert_weights_and_weights_files_as_model_names(layers, tmp_path):
+    """CoOp's zsclip.py imports clip.model.convert_weights; load_clip_to_cpu looks MODEL.BACKBONE.NAME
+    up in clip._MODELS, which takes a weights file's path as promptlab's backbones do."""
+    from clip import clip
+    from clip.model import convert_weights
+
+    path = openai_format_state(tmp_path)
+    assert clip._MODELS[str(path)] == str(path) and clip._download(clip._MODELS[str(path)]) == str(path)
+    with pytest.raises(KeyError, match="MODEL.BACKBONE.NAME 'ViT-X/99' is neither one of clip._MODELS"):
+        clip._MODELS["ViT-X/99"]
+    model = clip.build_model(torch.load(path))
+    convert_weights(model)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
 
 
 # ---- the Dassl layer ---------------------------------------------------------------------------------

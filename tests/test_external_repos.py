@@ -27,7 +27,7 @@ from engine.cli import run_cli
 from engine.errors import BackboneError, ConfigError, RunMismatchError
 from engine.registry import TRAINER_REGISTRY
 from external import load_trainer_files, loader
-from tests.external_world import DATASET, openai_format_clip, restored_process
+from tests.external_world import openai_format_clip, restored_process
 from train import main, parse_args, setup_cfg
 from trainers.coop import CoOpCLIP, PromptLearner
 
