@@ -343,19 +343,16 @@ def test_a_sweep_runs_the_builtin_coop_beside_a_repositorys_trainer(attr_color_s
         "    cfg.TRAINER.COOP.CTX_INIT = False\n    cfg.TRAINER.COOP.W = 8.0\n")
     out = tmp_path / "output"
     command = [sys.executable, "tools/sweep.py", "--trainer-file", str(EXAMPLES), str(tmp_path / "kg" / "train.py"),
-               "--protocol", "base2new", "--config-set", "tiny", "--methods", "CoOp", "DasslCoOp", "--configs",
+               "--protocol", "fewshot", "--config-set", "tiny", "--methods", "CoOp", "DasslCoOp", "--configs",
                "DasslCoOp=tiny", "--datasets", "attr_color_shape", "--seeds", "1", "--shots", "1",
                "--root", str(attr_color_shape_root), "--output", str(out), "--opts", "OPTIM.MAX_EPOCH", "1",
                "DATALOADER.NUM_WORKERS", "0"]
     run = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    runs = {}
-    for path in out.rglob("results.json"):
-        _, part, _, _, method, *_ = path.relative_to(out).parts
-        runs[(part, method)] = results(path.parent)
-    assert set(runs) == {(part, m) for part in ("train_base", "test_new") for m in ("CoOp", "DasslCoOp")}
-    for part in ("train_base", "test_new"):
-        coop = runs[(part, "CoOp")]
-        assert coop["config"]["TRAINER"]["COOP"]["CTX_INIT"] == "a photo of a" and "trainer_code" not in coop["manifest"]
-        assert runs[(part, "DasslCoOp")]["manifest"]["trainer_code"]["file"] == str(EXAMPLES / "coop.py")
+    runs = {results(path.parent)["trainer"]: results(path.parent) for path in out.rglob("results.json")}
+    assert set(runs) == {"CoOp", "DasslCoOp"}
+    coop = runs["CoOp"]
+    assert coop["config"]["TRAINER"]["COOP"]["CTX_INIT"] == "a photo of a" and "trainer_code" not in coop["manifest"]
+    assert coop["config"]["TRAINER"]["COOP"]["W"] == 8.0  # the key it lacked, added
+    assert runs["DasslCoOp"]["manifest"]["trainer_code"]["file"] == str(EXAMPLES / "coop.py")
