@@ -302,19 +302,26 @@ def provenance(cls: type) -> dict:
 
 def code_identity(cls: type) -> dict:
     """What a run's manifest records of an external trainer's code, and compares before reusing a
-    run: the class, its file, the modules of that file's folder loaded in this process (its
-    helpers) and the files of the clip package it imports, each by SHA-256. A changed file is
+    run: the class and its file, and the SHA-256 of the files of it and of its external bases (a
+    subclass of a repository's trainer runs that code too), of the modules of their folders loaded
+    in this process (their helpers) and of the clip packages they import. A changed file is
     another run."""
-    file = Path(inspect.getsourcefile(cls)).resolve()
-    folder_package = cls.__module__.rpartition(".")[0] + "."
-    files = {file} | {Path(m.__file__).resolve() for name, m in list(sys.modules.items())
-                      if name.startswith(folder_package) and getattr(m, "__file__", None)}
-    package = forks.package_for(file)
-    if package is not None:
-        files.update(forks.package_files(package))
+    classes = [c for c in cls.__mro__ if is_external(c)]
+    files: set[Path] = set()
+    packages: list[Path] = []
+    for c in classes:
+        file = Path(inspect.getsourcefile(c)).resolve()
+        folder_package = c.__module__.rpartition(".")[0] + "."
+        files.add(file)
+        files.update(Path(m.__file__).resolve() for name, m in list(sys.modules.items())
+                     if name.startswith(folder_package) and getattr(m, "__file__", None))
+        package = forks.package_for(file)
+        if package is not None and package not in packages:
+            packages.append(package)
+            files.update(forks.package_files(package))
     return {
         "class": cls.__qualname__,
-        "file": str(file),
-        "clip": str(package) if package is not None else "promptlab",
+        "file": str(Path(inspect.getsourcefile(cls)).resolve()),
+        "clip": ", ".join(map(str, packages)) or "promptlab",
         "sha256": {str(p): sha256_file(p) for p in sorted(files)},
     }

@@ -192,5 +192,6 @@ def test_prograds_recipe_trains(home, tmp_path):
               str(openai_format_clip(root / "openai_format.pt")), "DATASET.NUM_SHOTS", "1", "OPTIM.NAME", "sgd",
               "OPTIM.LR_SCHEDULER", "cosine", "OPTIM.MAX_EPOCH", "1", "DATALOADER.NUM_WORKERS", "0",
               "DATASET.SUBSAMPLE_CLASSES", "base"])
-    results = json.loads((out / "results.json").read_text())
-    assert results["manifest"]["trainer_code"]["class"] == "ProGradStep"
+    code = json.loads((out / "results.json").read_text())["manifest"]["trainer_code"]
+    assert (code["class"], code["file"], code["clip"]) == ("ProGradStep", str(home / "prograd_step.py"), str(FORKED / "clip"))
+    assert {str(FORKED / "trainers" / "prograd.py"), str(FORKED / "clip" / "model.py")} <= set(code["sha256"])  # its base's
