@@ -78,7 +78,8 @@ class ForkModelNames(ModelNames):
             raise BackboneError(
                 f"MODEL.BACKBONE.NAME {name} is promptlab's own architecture, which the model code of {self.package} "
                 "cannot build (it reads OpenAI's weight layout). Use an OpenAI CLIP (e.g. ViT-B/16) or an OpenAI-format "
-                "weights file, or run the trainer file on promptlab's clip layer: --trainer-file compat/clip"
+                "weights file; or, for a file that needs none of that package's own model code, run it on promptlab's clip "
+                "layer: --trainer-file compat/clip"
             )
         return super().__missing__(name)
 
