@@ -202,7 +202,11 @@ def _import(path: Path) -> types.ModuleType:
         with forks.importing(path):
             return importlib.import_module(module_name)
     except ImportError as e:
-        if (e.name or "").split(".")[0] in _LAYERS:
+        layer = (e.name or "").split(".")[0]
+        package = forks.package_for(path)
+        if layer == "clip" and package is not None:
+            raise ExternalCodeError(f"{path}: {e}, in the clip package it imports, {package} ({DOC})") from e
+        if layer in _LAYERS:
             raise ExternalCodeError(
                 f"{path}: {e}. promptlab's Dassl and clip layers provide the names that prompt learners use; "
                 f"this one is not among them ({DOC})"
