@@ -124,8 +124,11 @@ def add_trainer_nodes(cfg: CN) -> None:
 CONFIG_EXTENSIONS: list[Callable[[CN], None]] = []
 
 
-def get_cfg() -> CN:
+def get_cfg(trainer: str = "") -> CN:
+    """The defaults with every trainer's node and the extensions' keys. `trainer` (TRAINER.NAME)
+    is set first: external code's keys are applied per trainer (external/config_keys.py)."""
     cfg = get_cfg_default()
+    cfg.TRAINER.NAME = trainer
     add_trainer_nodes(cfg)
     for extend in CONFIG_EXTENSIONS:
         extend(cfg)

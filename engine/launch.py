@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from engine import distributed
-from engine.config import check_values, dataset_overrides, get_cfg, merge_file, merge_list
+from engine.config import check_values, dataset_overrides, get_cfg, merge_file, merge_list, read_yaml
 from engine.errors import ConfigError, UnknownNameError, UsageError, UserError
 from engine.logging import setup_logger
 from engine.registry import TRAINER_REGISTRY
@@ -83,7 +83,7 @@ def setup_cfg(args: argparse.Namespace):
     if flags:
         raise UsageError(f"{flags[0]} comes after the KEY VALUE options, where it would be read as a config key: "
                          "put flags before the options")
-    cfg = get_cfg()
+    cfg = get_cfg(requested_trainer(args))
     if args.dataset_config_file:
         merge_file(cfg, args.dataset_config_file, "--dataset-config-file")
     if args.config_file:
@@ -93,6 +93,23 @@ def setup_cfg(args: argparse.Namespace):
     merge_list(cfg, args.opts or [])
     cfg.freeze()
     return cfg
+
+
+def requested_trainer(args: argparse.Namespace) -> str:
+    """The TRAINER.NAME the command line will leave, known before the config is built: the
+    config's keys depend on it where trainer files add keys (external/config_keys.py)."""
+    opts = args.opts or []
+    named = [value for key, value in zip(opts[0::2], opts[1::2]) if key == "TRAINER.NAME"]
+    if named:
+        return named[-1]
+    if args.trainer:
+        return args.trainer
+    for path, flag in ((args.config_file, "--config-file"), (args.dataset_config_file, "--dataset-config-file")):
+        node = read_yaml(path, flag).get("TRAINER") if path else None
+        name = node.get("NAME") if isinstance(node, dict) else None
+        if isinstance(name, str) and name:
+            return name
+    return ""
 
 
 def trainer_class(cfg):

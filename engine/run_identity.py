@@ -20,6 +20,7 @@ import yaml
 
 from engine.cache import sha256_file
 from engine.errors import DataError
+from engine.registry import TRAINER_REGISTRY
 
 # Keys that say where files are or how often to print, never what is computed.
 IGNORED_KEYS = (
@@ -28,8 +29,10 @@ IGNORED_KEYS = (
 )
 # Manifest entries recorded for the reader but not compared.
 UNCOMPARED = ("code", "config_sha256")
+# The code of a trainer from a file (external/loader.py: code_identity); absent for promptlab's own.
+CODE = "trainer_code"
 # What an evaluation must share with the run that trained the model it loads.
-MODEL_FIELDS = ("trainer", "backbone", "weights")
+MODEL_FIELDS = ("trainer", CODE, "backbone", "weights")
 # Every field a manifest has had since manifests exist, with its types. A recorded manifest that
 # lacks one or holds another type is damaged (or predates manifests): it matches no run.
 REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
@@ -37,6 +40,7 @@ REQUIRED_FIELDS: dict[str, tuple[type, ...]] = {
     "backbone": (str,), "weights": (str,), "mode": (str,), "model": (dict, type(None)), "config": (dict,),
     "config_sha256": (str,), "code": (str,),
 }
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {CODE: (dict,)}  # fields added later, checked where present
 DAMAGED = "manifest"  # the field name under which differences() reports a damaged manifest
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,7 +100,7 @@ def run_manifest(cfg, mode: str = "train", model: dict | None = None, strict: bo
             raise
         weights = f"unavailable: {e}"
     config = result_config(plain_config(cfg))
-    return {
+    manifest = {
         "trainer": cfg.TRAINER.NAME,
         "dataset": cfg.DATASET.NAME,
         "seed": cfg.SEED if cfg.SEED >= 0 else None,  # None: unseeded (Dassl's SEED < 0), every run differs
@@ -110,6 +114,18 @@ def run_manifest(cfg, mode: str = "train", model: dict | None = None, strict: bo
         "config_sha256": config_digest(config),
         "code": code_version(),
     }
+    code = trainer_code(cfg.TRAINER.NAME)
+    if code is not None:
+        manifest[CODE] = code
+    return manifest
+
+
+def trainer_code(name: str) -> dict | None:
+    """The identity of the code of trainer `name` when it comes from a file (its classmethod
+    code_identity), so that a changed file is another run; None for promptlab's own trainers,
+    whose code is the toolbox's (recorded as `code`, not compared)."""
+    identity = getattr(TRAINER_REGISTRY.get(name), "code_identity", None) if name in TRAINER_REGISTRY else None
+    return identity() if identity is not None else None
 
 
 def config_digest(config: dict) -> str:
@@ -124,8 +140,9 @@ def manifest_problems(recorded) -> list[str]:
     missing = [f for f in REQUIRED_FIELDS if f not in recorded]
     if missing:
         return [f"it lacks {', '.join(missing)} (damaged, or written before run manifests)"]
+    checked = {**REQUIRED_FIELDS, **{f: t for f, t in OPTIONAL_FIELDS.items() if f in recorded}}
     problems = [f"{field} is a {type(recorded[field]).__name__}, expected {' or '.join(t.__name__ for t in types)}"
-                for field, types in REQUIRED_FIELDS.items() if not isinstance(recorded[field], types)
+                for field, types in checked.items() if not isinstance(recorded[field], types)
                 or (isinstance(recorded[field], bool) and bool not in types)]
     if not problems and config_digest(recorded["config"]) != recorded["config_sha256"]:
         problems.append("its config does not match its config_sha256 (edited or damaged)")
@@ -156,18 +173,31 @@ def _flatten(value, prefix: str = "") -> dict[str, object]:
     return {prefix: value}
 
 
+def _describe_code(code: dict | None, trainer: str) -> str:
+    return f"promptlab's built-in {trainer}" if code is None else f"class {code['class']} of {code['file']}"
+
+
 def differences(recorded, current: dict, fields: tuple[str, ...] | None = None) -> list[str]:
     """'field: recorded vs this run' for every compared field that differs, config keys one by
     one; config keys that only one side has (a key a newer version added, with its default) are
     not compared. A damaged or incomplete recorded manifest differs from every run: its problems
-    are returned as 'manifest: ...' entries."""
+    are returned as 'manifest: ...' entries. An absent `trainer_code` means promptlab's own
+    trainer, so it is compared either way."""
     problems = manifest_problems(recorded)
     if problems:
         return [f"{DAMAGED}: {p}" for p in problems]
     out = []
-    for field in fields or tuple(k for k in current if k not in UNCOMPARED):
+    fields = fields or tuple(k for k in current if k not in UNCOMPARED)
+    if CODE not in fields and CODE in recorded and "trainer" in fields:
+        fields = (*fields, CODE)
+    for field in fields:
+        if field == CODE and (CODE in recorded) != (CODE in current):
+            trainer = current.get("trainer", "")
+            out.append(f"{CODE}: {_describe_code(recorded.get(CODE), trainer)} (recorded) vs "
+                       f"{_describe_code(current.get(CODE), trainer)} (this run)")
+            continue
         old, new = recorded.get(field), current.get(field)
-        if field in ("config", "model"):
+        if field in ("config", "model", CODE):
             flat_old, flat_new = _flatten(old, field), _flatten(new, field)
             keys = set(flat_old) & set(flat_new) if field == "config" else set(flat_old) | set(flat_new)
             for key in sorted(keys):

@@ -10,6 +10,9 @@ learnable tensors only, resume, and results.json. What Dassl's semantics add on 
 - parse_batch_train returns (images, labels, domains); save_model takes is_best;
 - a trainer file's own load_model still sets the epoch results.json reports.
 Without CUDA, the file's CUDA/fp16 calls run on the CPU in fp32 (external/cpu_fallback.py).
+The log names the class, its file and the clip package it imports; the run manifest holds
+their digests (`code_identity`). What a file assumes of its own world (a template table by
+dataset name, a forked Dassl's method) ends in one error naming the line (external/assumptions.py).
 """
 from __future__ import annotations
 
@@ -23,8 +26,9 @@ from engine.trainer import BEST, epoch_file
 from engine.trainer import TrainerX as EngineTrainerX
 from engine.registry import TRAINER_REGISTRY as ENGINE_TRAINERS
 from external import cpu_fallback
+from external.assumptions import explained, supply_templates
 from external.dassl_utils import Registry
-from external.loader import check_config_nodes, provenance
+from external.loader import SHADOWED, check_config_nodes, code_identity, provenance
 
 TRAINER_REGISTRY = Registry("TRAINER", ENGINE_TRAINERS)
 
@@ -47,6 +51,17 @@ def _reports_loaded_epoch(load_model):
     return wrapper
 
 
+def _explained(method):
+    """A trainer file's own train/test/load_model, its errors explained (external/assumptions.py)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with explained(self.cfg):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class TrainerX(EngineTrainerX):
     """Dassl's TrainerX (see the module docstring)."""
 
@@ -56,12 +71,39 @@ class TrainerX(EngineTrainerX):
         super().__init_subclass__(**kwargs)
         if "load_model" in cls.__dict__:
             cls.load_model = _reports_loaded_epoch(cls.__dict__["load_model"])
+        for name in ("train", "test", "load_model"):
+            if name in cls.__dict__:
+                setattr(cls, name, _explained(cls.__dict__[name]))
 
     def __init__(self, cfg):
         check_config_nodes(type(self), cfg)
+        self._announce(cfg)
         if not torch.cuda.is_available():
             cpu_fallback.install()
-        super().__init__(cfg)
+        supply_templates(cfg)
+        with explained(cfg):
+            super().__init__(cfg)
+
+    @classmethod
+    def code_identity(cls) -> dict:
+        return code_identity(cls)
+
+    def _announce(self, cfg) -> None:
+        code = code_identity(type(self))
+        digest = code["sha256"][code["file"]]
+        replaces = ("; it replaces promptlab's built-in trainer of that name in this process"
+                    if ("TRAINER", cfg.TRAINER.NAME) in SHADOWED else "")
+        clip = "promptlab's clip layer" if code["clip"] == "promptlab" else code["clip"]
+        print(f"Trainer {cfg.TRAINER.NAME}: class {code['class']} of {code['file']} (sha256 {digest[:12]}), "
+              f"clip from {clip}{replaces}")
+
+    def train(self) -> None:
+        with explained(self.cfg):
+            super().train()
+
+    def test(self, split=None):
+        with explained(self.cfg):
+            return super().test(split)
 
     def build_data_loader(self) -> None:
         super().build_data_loader()

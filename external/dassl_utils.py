@@ -3,6 +3,7 @@ registries, its file and checkpoint helpers, and its meters (promptlab's own).""
 from __future__ import annotations
 
 import errno
+import inspect
 import json
 import os
 import warnings
@@ -19,8 +20,9 @@ from engine.data.images import read_image
 from engine.errors import MissingFileError
 from engine.registry import Registry as EngineRegistry
 from engine.utils import AverageMeter, MetricMeter, set_random_seed
+from external.errors import ExternalCodeError
+from external.loader import NAMED, SHADOWED, is_external
 
-EXTERNAL_PREFIX = "promptlab_external"  # the package external code is imported under (external/loader.py)
 BEST = "model-best.pth.tar"
 
 __all__ = [
@@ -31,8 +33,8 @@ __all__ = [
 ]
 
 
-def is_external(obj: Any) -> bool:
-    return getattr(obj, "__module__", "").startswith(EXTERNAL_PREFIX + ".")
+def _file_of(obj: Any) -> str:
+    return inspect.getsourcefile(obj) or obj.__module__
 
 
 class Registry:
@@ -40,9 +42,12 @@ class Registry:
     `registered_names`. Built on one of promptlab's registries (`backing`) when given, so what
     external files register reaches train.py, the sweep and the comparison.
 
-    A name promptlab already has (a repository's copy of coop.py registers CoOp) keeps
-    promptlab's class: the file's class stays unregistered, with a one-line note, so a run
-    named CoOp is always the built-in CoOp and output folders never mix the two.
+    A name promptlab already has (a copy of CoOp's coop.py registers CoOp) goes to the file's
+    class when the user named that file (or its folder): the code that runs is the code the user
+    named, a line says so, and the run's log and manifest name the file. The built-in keeps the
+    name in every process that does not load the file. A class that a named file merely imports
+    (CoOp's zsclip.py imports its coop.py) leaves the built-in in place, with a line saying how
+    to run it instead. Two external classes under one name are an error naming both files.
     """
 
     def __init__(self, name: str, backing: EngineRegistry | None = None):
@@ -61,15 +66,23 @@ class Registry:
 
     def _add(self, obj: Any, force: bool) -> None:
         name = obj.__name__
-        if name in self._backing:
-            current = self._backing.get(name)
-            if current is obj:
-                return
-            if not is_external(current):
-                print(f"{obj.__module__}: {name} is promptlab's built-in {self._name.lower()} "
-                      f"({current.__module__}); the built-in one is used")
-                return
-        self._backing.register(replace=force)(obj)
+        current = self._backing.get(name) if name in self._backing else None
+        if current is None or current is obj or force:
+            self._backing.register(replace=True)(obj)
+            return
+        kind = self._name.lower()
+        if is_external(current):
+            raise ExternalCodeError(f"{kind} {name} is registered by two files, {_file_of(current)} and "
+                                    f"{_file_of(obj)}; pass only one of them with --trainer-file")
+        source = Path(_file_of(obj)).resolve()
+        if source not in NAMED:
+            print(f"{source}: {name} is promptlab's built-in {kind} ({current.__module__}), which is kept: this file "
+                  f"was imported by another one. Name it with --trainer-file to run its {name} instead")
+            return
+        SHADOWED[(self._name, name)] = current
+        self._backing.register(replace=True)(obj)
+        print(f"{source}: its {name} replaces promptlab's built-in {kind} {name} ({current.__module__}) in this "
+              "process")
 
     def get(self, name: str) -> Any:
         return self._backing.get(name)

@@ -8,8 +8,14 @@ external code (train.py --trainer-file, tools/sweep.py --trainer-file, $PROMPTLA
   an installed Dassl or OpenAI clip stays what `import dassl` / `import clip` gives elsewhere;
 - in a process that runs external trainers, their files get promptlab's layers even where the
   real packages are installed (a one-line note names those): the registries must be ours;
-- a repository's bundled copies (CoOp's clip/, KgCoOp's Dassl fork) are never imported, as
-  files are imported by path and their repository never goes on sys.path.
+- a repository's bundled Dassl fork is never imported: files are imported by path and their
+  repository never goes on sys.path. Its own `clip/` is what its trainer files import
+  (external/forks.py), as MaPLe's, PromptSRC's and MMRL's model code lives there.
+
+The trainer that runs is the class the user named: a class in a named file (or a file of a named
+folder) whose name is a built-in trainer's takes that name in this process, its log and its run
+manifest name the file (`code_identity`), and the built-in keeps the name in every other process.
+A repository's config keys are kept apart from the built-in trainers' (external/config_keys.py).
 
 A file is imported as a module of a package `promptlab_external.<folder>_<hash>` made for its
 folder (the folder's __init__.py is not run), so relative imports between its files work and
@@ -27,28 +33,29 @@ import re
 import sys
 import types
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Iterable
 
-import yaml
 from yacs.config import CfgNode as CN
 
 from engine.cache import sha256_file
 from engine.config import CONFIG_EXTENSIONS
-from engine.errors import ConfigError, MissingFileError, UsageError, UserError
+from engine.errors import ConfigError, MissingFileError, UsageError
+from engine.registry import TRAINER_REGISTRY
+from external import config_keys, forks
+from external.errors import DOC, ExternalCodeError
 
 ENV_VAR = "PROMPTLAB_TRAINER_FILES"
 COMPAT_DIR = Path(__file__).resolve().parents[1] / "compat"
 PACKAGE = "promptlab_external"
-DOC = "docs/EXTENDING.md#run-a-trainer-written-for-dassl"
 _LAYERS = ("dassl", "clip")
 _CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*")
 
 # Every file loaded in this process: path -> "module" (imported), "extend_cfg" or "defaults".
 LOADED: dict[Path, str] = {}
-
-
-class ExternalCodeError(UserError, ImportError):
-    """A trainer/dataset file that cannot be loaded as given (unsupported API, bad file)."""
+# The .py files the user named, directly or in a named folder: their classes may take built-in names.
+NAMED: set[Path] = set()
+# Built-in classes whose name a named file's class took in this process: (registry, name) -> class.
+SHADOWED: dict[tuple[str, str], Any] = {}
 
 
 # ---- activation ------------------------------------------------------------------------------------
@@ -76,7 +83,7 @@ def activate() -> None:
     importlib.import_module("datasets")
     from external.dassl_config import add_dassl_keys
 
-    CONFIG_EXTENSIONS.append(add_dassl_keys)
+    CONFIG_EXTENSIONS.extend([add_dassl_keys, add_external_keys])
     sys.path.insert(0, str(COMPAT_DIR))
 
 
@@ -96,38 +103,54 @@ def requested_paths(paths: Iterable[str] = ()) -> list[Path]:
 
 
 def load_trainer_files(paths: Iterable[str] = ()) -> list[Path]:
-    """Load trainer/dataset files, folders of them, extend_cfg sources and YAML defaults (see
-    `load_path`) from `paths` and $PROMPTLAB_TRAINER_FILES; returns the resolved paths."""
+    """Load trainer/dataset files, folders of them, extend_cfg sources, YAML defaults and a clip
+    package (see `load_path`) from `paths` and $PROMPTLAB_TRAINER_FILES; returns the resolved
+    paths. A clip package and the named files are noted before anything is imported."""
     requested = requested_paths(paths)
     if requested:
         activate()
+    for path in requested:
+        if forks.is_package(path):
+            forks.name_package(path)
+        else:
+            NAMED.update(_python_files(path))
     for path in requested:
         load_path(path)
     return requested
 
 
-def load_path(path: Path) -> None:
-    """A folder: each of its *.py files (not starting with '_'). A .yaml/.yml file: config
-    defaults. A .py file that registers something (a `...REGISTRY.register` decorator or call):
-    imported. A .py file that only defines `extend_cfg` (e.g. a repository's train.py): its
-    extend_cfg adds config keys, and the file itself is not imported. Any other .py file:
-    imported (a helper that registered files import)."""
+def _python_files(path: Path) -> list[Path]:
     if path.is_dir():
-        for file in sorted(path.glob("*.py")):
-            if not file.name.startswith("_"):
-                load_path(file)
+        return [f for f in sorted(path.glob("*.py")) if not f.name.startswith("_")]
+    return [path] if path.suffix == ".py" else []
+
+
+def load_path(path: Path) -> None:
+    """A folder: each of its *.py files (not starting with '_'); a folder named `clip` with an
+    __init__.py: the clip package trainer files import (external/forks.py). A .yaml/.yml file:
+    config defaults. A .py file that registers something (a `...REGISTRY.register` decorator or
+    call): imported. A .py file that only defines `extend_cfg` (e.g. a repository's train.py):
+    its extend_cfg adds config keys, and the file itself is not imported. Any other .py file:
+    imported (a helper that registered files import)."""
+    if forks.is_package(path):
+        return
+    if path.is_dir():
+        for file in _python_files(path):
+            load_path(file)
         return
     if path in LOADED:
         return
     if path.suffix in (".yaml", ".yml"):
-        CONFIG_EXTENSIONS.append(_yaml_defaults(path))
+        config_keys.SOURCES.append(config_keys.yaml_source(path))
         LOADED[path] = "defaults"
         return
     if path.suffix != ".py":
-        raise UsageError(f"--trainer-file {path}: expected a .py file, a folder of them, or a .yaml of config defaults")
+        raise UsageError(f"--trainer-file {path}: expected a .py file, a folder of them, a clip package folder, "
+                         "or a .yaml of config defaults")
     tree = _parse(path)
-    if not _registers(tree) and _function(tree, "extend_cfg") is not None:
-        CONFIG_EXTENSIONS.append(_extend_cfg(path, tree))
+    extend_cfg = _function(tree, "extend_cfg")
+    if not _registers(tree) and extend_cfg is not None:
+        config_keys.SOURCES.append(config_keys.extend_cfg_source(path, tree, extend_cfg))
         LOADED[path] = "extend_cfg"
         return
     _import(path)
@@ -176,9 +199,14 @@ def _package_for(folder: Path) -> str:
 def _import(path: Path) -> types.ModuleType:
     module_name = f"{_package_for(path.parent)}.{path.stem}"
     try:
-        return importlib.import_module(module_name)
+        with forks.importing(path):
+            return importlib.import_module(module_name)
     except ImportError as e:
-        if (e.name or "").split(".")[0] in _LAYERS:
+        layer = (e.name or "").split(".")[0]
+        package = forks.package_for(path)
+        if layer == "clip" and package is not None:
+            raise ExternalCodeError(f"{path}: {e}, in the clip package it imports, {package} ({DOC})") from e
+        if layer in _LAYERS:
             raise ExternalCodeError(
                 f"{path}: {e}. promptlab's Dassl and clip layers provide the names that prompt learners use; "
                 f"this one is not among them ({DOC})"
@@ -188,51 +216,30 @@ def _import(path: Path) -> types.ModuleType:
 
 
 # ---- config keys ---------------------------------------------------------------------------------------
-def _imports_yacs(node: ast.stmt) -> bool:
-    if isinstance(node, ast.ImportFrom):
-        return (node.module or "").split(".")[0] == "yacs"
-    return isinstance(node, ast.Import) and all(a.name.split(".")[0] == "yacs" for a in node.names)
+def add_external_keys(cfg: CN) -> None:
+    """The CONFIG_EXTENSIONS entry: the nodes of built-in trainers whose name a file's class took
+    (a file's CoOp reads TRAINER.COOP as the built-in declares it), DATASET.PROMPT_TEMPLATE
+    (external/assumptions.py), then the files' own keys for the trainer cfg.TRAINER.NAME names
+    (external/config_keys.py)."""
+    cfg.DATASET.PROMPT_TEMPLATE = ""  # a template for files that look one up by dataset name
+    for (registry, _), cls in SHADOWED.items():
+        node = getattr(cls, "CONFIG_NODE", None)
+        if registry == "TRAINER" and node and node not in cfg.TRAINER:
+            cfg.TRAINER[node] = CN(dict(cls.CONFIG))
+    config_keys.apply(cfg, class_files(cfg.TRAINER.NAME), [p for p, kind in LOADED.items() if kind == "module"])
 
 
-def _extend_cfg(path: Path, tree: ast.Module) -> Callable[[CN], None]:
-    """The file's extend_cfg, compiled alone with the file's yacs imports (CN is predefined):
-    a repository's train.py imports its whole tree, which must not be imported here."""
-    body = [n for n in tree.body if _imports_yacs(n)] + [_function(tree, "extend_cfg")]
-    namespace: dict = {"CN": CN, "CfgNode": CN}
-    exec(compile(ast.Module(body=body, type_ignores=[]), str(path), "exec"), namespace)
-    extend = namespace["extend_cfg"]
-
-    def apply(cfg: CN) -> None:
-        try:
-            extend(cfg)
-        except NameError as e:
-            raise ExternalCodeError(
-                f"extend_cfg in {path} uses {e.name!r}, which is defined elsewhere in that file; only extend_cfg "
-                f"itself is run. Write its keys as a YAML of defaults instead ({DOC})"
-            ) from None
-
-    return apply
+def class_files(name: str) -> list[Path]:
+    """The files of the external trainer registered as `name` and of its external bases; none for
+    a built-in (or unknown) name."""
+    cls = TRAINER_REGISTRY.get(name) if name in TRAINER_REGISTRY else None
+    if cls is None or not is_external(cls):
+        return []
+    return [Path(inspect.getsourcefile(c)).resolve() for c in cls.__mro__ if is_external(c)]
 
 
-def _merge_defaults(cfg: CN, values: dict, source: Path, prefix: str = "") -> None:
-    for key, value in values.items():
-        full = f"{prefix}{key}"
-        if isinstance(value, dict):
-            if key not in cfg:
-                cfg[key] = CN()
-            elif not isinstance(cfg[key], CN):
-                raise ConfigError(f"{source}: {full} is a value in the config, not a node with keys")
-            _merge_defaults(cfg[key], value, source, full + ".")
-        else:
-            cfg[key] = value
-
-
-def _yaml_defaults(path: Path) -> Callable[[CN], None]:
-    """Keys (new or existing) with their default values, e.g. TRAINER: {KGCOOP: {W: 8.0}}."""
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of config keys to default values")
-    return lambda cfg: _merge_defaults(cfg, values, path)
+def is_external(obj: Any) -> bool:
+    return getattr(obj, "__module__", "").startswith(PACKAGE + ".")
 
 
 def _config_paths(tree: ast.AST) -> set[tuple[str, ...]]:
@@ -284,12 +291,41 @@ def check_config_nodes(cls: type, cfg: CN) -> None:
 
 
 def provenance(cls: type) -> dict:
-    """What results.json records of an external trainer: its file, and every external module and
-    config file this process loaded (helpers that relative imports reached included), hashed."""
+    """What results.json records of an external trainer: its file, and every external module,
+    config file and clip package file this process loaded (helpers that relative imports reached
+    included), hashed."""
     modules = {Path(m.__file__) for name, m in list(sys.modules.items())
                if name.startswith(PACKAGE + ".") and getattr(m, "__file__", None)}
-    files = {**{p: "module" for p in modules}, **LOADED}
+    packages = {p: "clip" for package in forks.IMPORTED for p in forks.package_files(package)}
+    files = {**{p: "module" for p in modules}, **packages, **LOADED}
     return {
         "trainer_file": inspect.getsourcefile(cls),
         "files": [{"path": str(p), "kind": kind, "sha256": sha256_file(p)} for p, kind in sorted(files.items())],
+    }
+
+
+def code_identity(cls: type) -> dict:
+    """What a run's manifest records of an external trainer's code, and compares before reusing a
+    run: the class and its file, and the SHA-256 of the files of it and of its external bases (a
+    subclass of a repository's trainer runs that code too), of the modules of their folders loaded
+    in this process (their helpers) and of the clip packages they import. A changed file is
+    another run."""
+    classes = [c for c in cls.__mro__ if is_external(c)]
+    files: set[Path] = set()
+    packages: list[Path] = []
+    for c in classes:
+        file = Path(inspect.getsourcefile(c)).resolve()
+        folder_package = c.__module__.rpartition(".")[0] + "."
+        files.add(file)
+        files.update(Path(m.__file__).resolve() for name, m in list(sys.modules.items())
+                     if name.startswith(folder_package) and getattr(m, "__file__", None))
+        package = forks.package_for(file)
+        if package is not None and package not in packages:
+            packages.append(package)
+            files.update(forks.package_files(package))
+    return {
+        "class": cls.__qualname__,
+        "file": str(Path(inspect.getsourcefile(cls)).resolve()),
+        "clip": ", ".join(map(str, packages)) or "promptlab",
+        "sha256": {str(p): sha256_file(p) for p in sorted(files)},
     }

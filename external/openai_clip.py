@@ -16,8 +16,12 @@ What differs, and why:
   fp16), with a one-line note; with CUDA they are fp16, as OpenAI's.
 - `tokenize`'s default context length is that of the last model built (77 for every OpenAI
   model, 32 for tiny-attr), so trainer files that call `clip.tokenize(text)` work on both.
-- Forked model code is out of scope: `build_model(state_dict, design_details)` (MaPLe's fork)
-  fails with a message naming the call.
+- `_MODELS` also takes the path of a weights file as its own entry, as MODEL.BACKBONE.NAME may
+  be one for the built-in trainers.
+- `convert_weights` converts to fp16 with CUDA and leaves fp32 without it, as `build_model` does.
+- Forked model code is not this module's: `build_model(state_dict, design_details)` (MaPLe's
+  fork) fails with a message naming the call. A repository that ships its fork runs it
+  (external/forks.py), with `fork_models` and `_download` serving it promptlab's weights.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from typing import Sequence
 import regex
 import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from open_clip.model import convert_weights_to_lp
 from open_clip.pretrained import get_pretrained_cfg
 from open_clip.tokenizer import SimpleTokenizer as OpenClipTokenizer
 from open_clip.tokenizer import default_bpe
@@ -39,16 +44,55 @@ from backbone.model_configs import WEIGHTS_DIR, repo_config_names
 from backbone.openai_view import OpenAICLIP, openai_view
 from backbone.sources import pretrained_file, read_state_dict
 from engine.cache import file_digest, user_cache_dir
-from engine.errors import CheckpointError, MissingFileError, UsageError, UserError
+from engine.errors import BackboneError, CheckpointError, MissingFileError, UnknownNameError, UsageError, UserError
 from engine.io import atomic_write
 
 OPENAI_CONTEXT_LENGTH = 77
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
 
-_MODELS: dict[str, str] = {name: get_pretrained_cfg(arch, "openai")["url"] for name, arch in COOP_ARCHS.items()}
+
+
+class ModelNames(dict):
+    """`clip._MODELS`: name -> URL (or weights file). A weights file's path is its own entry, so
+    `clip._MODELS[cfg.MODEL.BACKBONE.NAME]` works for every name train.py accepts as a file."""
+
+    def __missing__(self, name: str) -> str:
+        if isinstance(name, str) and os.path.isfile(name):
+            return name
+        raise UnknownNameError(f"MODEL.BACKBONE.NAME {name!r} is neither one of clip._MODELS ({', '.join(self)}) "
+                               "nor a weights file")
+
+
+class ForkModelNames(ModelNames):
+    """`_MODELS` for a repository's own clip package: OpenAI's models and weights files only.
+    promptlab's own architectures (tiny-attr) are refused by name: OpenAI's `build_model`
+    infers a CLIP from the layout of OpenAI's weights, and forks load state dicts with
+    strict=False, so such weights would build a wrong model without a word."""
+
+    def __init__(self, urls: dict[str, str], package: Path):
+        super().__init__(urls)
+        self.package = package
+
+    def __missing__(self, name: str) -> str:
+        if name in repo_config_names():
+            raise BackboneError(
+                f"MODEL.BACKBONE.NAME {name} is promptlab's own architecture, which the model code of {self.package} "
+                "cannot build (it reads OpenAI's weight layout). Use an OpenAI CLIP (e.g. ViT-B/16) or an OpenAI-format "
+                "weights file; or, for a file that needs none of that package's own model code, run it on promptlab's clip "
+                "layer: --trainer-file compat/clip"
+            )
+        return super().__missing__(name)
+
+
+_OPENAI_URLS = {name: get_pretrained_cfg(arch, "openai")["url"] for name, arch in COOP_ARCHS.items()}
+_MODELS = ModelNames(_OPENAI_URLS)
 _MODELS.update({name: str(WEIGHTS_DIR / f"{name}.pt") for name in repo_config_names()
                 if (WEIGHTS_DIR / f"{name}.pt").is_file()})
-_OPENAI_NAME_OF_URL = {url: name for name, url in _MODELS.items() if name in COOP_ARCHS}
+_OPENAI_NAME_OF_URL = {url: name for name, url in _OPENAI_URLS.items()}
+
+
+def fork_models(package: Path) -> ForkModelNames:
+    return ForkModelNames(_OPENAI_URLS, package)
 
 _state = {"context_length": OPENAI_CONTEXT_LENGTH, "fp32_note_shown": False}
 
@@ -164,13 +208,21 @@ def build_model(state_dict: dict, design_details: dict | None = None) -> OpenAIC
     in eval mode with trainable weights, as OpenAI's build_model returns it."""
     if design_details is not None:
         raise UsageError(
-            "clip.build_model(state_dict, design_details) is a forked CLIP (MaPLe-style design_details), "
-            "which promptlab's clip layer does not run. Use the built-in trainers (MaPLe, IVLP, PromptSRC) "
-            "or port the method onto backbone.TowerHooks (docs/EXTENDING.md)"
+            "clip.build_model(state_dict, design_details) is a forked CLIP (MaPLe-style design_details), which "
+            "promptlab's clip layer does not run. Run the trainer file from inside its repository, whose own clip/ "
+            "it then imports, or name that package: --trainer-file path/to/clip (docs/EXTENDING.md)"
         )
     model, tokenizer = clip_from_state_dict(dict(state_dict), _weight_dtype())
     _state["context_length"] = tokenizer.context_length
     return openai_view(model).eval()
+
+
+def convert_weights(model: nn.Module) -> None:
+    """OpenAI's conversion of the linear, convolution, attention and projection weights to
+    fp16; without CUDA they stay fp32, as `build_model` leaves them there."""
+    dtype = _weight_dtype()
+    if dtype != torch.float32:
+        convert_weights_to_lp(model, dtype)
 
 
 def _convert_image_to_rgb(image):

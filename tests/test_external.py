@@ -17,25 +17,21 @@ import pytest
 from PIL import Image
 import torch
 import yaml
-from open_clip.model import CLIP
 from open_clip.tokenizer import SimpleTokenizer as OpenClipTokenizer
 from torch import nn
 
 import trainers  # noqa: F401  (registers the built-in trainers first, as train.py does)
-from attrworld import derived
-from datasets.attribute_world import AttributeWorldDataset
 from backbone import load_clip
-from engine.config import CONFIG_EXTENSIONS, get_cfg
-from engine.data.base import DATASET_REGISTRY
+from engine.config import get_cfg
 from engine.errors import CheckpointError, ConfigError, UsageError
-from engine.registry import EVALUATOR_REGISTRY, TRAINER_REGISTRY
-from external import ENV_VAR, cpu_fallback, loader, load_trainer_files, openai_clip
+from engine.registry import TRAINER_REGISTRY
+from external import ENV_VAR, cpu_fallback, loader, load_trainer_files
+from tests.external_world import DATASET, openai_format_clip, restored_process
 from train import main
 from trainers.coop import CoOpCLIP, PromptLearner
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "dassl_trainers"
-DATASET = "attr_tiny_texture_shape"
 CLASSES = ["striped circle", "dotted_square", "plain star", "a very long class name with many words"]
 EXAMPLE_TRAINERS = {"DasslCoOp": "prompt_learner", "DasslCoCoOp": "prompt_learner", "DasslCLIPAdapter": "clip_adapter"}
 # 1 shot of the 16 base classes, 1 epoch without warm-up: seconds per trainer on 2 CPU cores.
@@ -47,21 +43,9 @@ FAST = ["DATASET.NUM_SHOTS", "1", "OPTIM.MAX_EPOCH", "1", "OPTIM.WARMUP_EPOCH", 
 def layers():
     """The example trainers loaded with compat/ on sys.path. Afterwards every piece of process state
     that loading touched is put back, so later test modules see promptlab alone."""
-    registries = (TRAINER_REGISTRY, DATASET_REGISTRY, EVALUATOR_REGISTRY)
-    saved = (list(sys.path), list(CONFIG_EXTENSIONS), [dict(r._entries) for r in registries], set(sys.modules))
-    load_trainer_files([str(EXAMPLES)])
-    yield
-    cpu_fallback.uninstall()
-    sys.path[:] = saved[0]
-    CONFIG_EXTENSIONS[:] = saved[1]
-    for registry, entries in zip(registries, saved[2]):
-        registry._entries.clear()
-        registry._entries.update(entries)
-    for name in set(sys.modules) - saved[3]:
-        if name.split(".")[0] in ("dassl", "clip", loader.PACKAGE):
-            del sys.modules[name]
-    loader.LOADED.clear()
-    openai_clip._state["context_length"] = openai_clip.OPENAI_CONTEXT_LENGTH
+    with restored_process():
+        load_trainer_files([str(EXAMPLES)])
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -160,14 +144,7 @@ def test_simple_tokenizer_speaks_openais_special_tokens(layers):
 
 
 def openai_format_state(tmp_path: Path) -> Path:
-    """A small CLIP whose widths let OpenAI's build_model infer it (heads = width / 64)."""
-    torch.manual_seed(0)
-    model = CLIP(embed_dim=64, quick_gelu=True,
-                 vision_cfg={"image_size": 32, "layers": 2, "width": 128, "patch_size": 16},
-                 text_cfg={"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2})
-    path = tmp_path / "openai_format.pt"
-    torch.save(model.state_dict(), path)
-    return path
+    return openai_format_clip(tmp_path / "openai_format.pt", image_size=32)
 
 
 OPENAI_NAMES = ("visual", "transformer", "token_embedding", "positional_embedding", "ln_final", "text_projection",
@@ -227,6 +204,22 @@ def test_models_and_download(layers, tmp_path, monkeypatch):
     assert clip.tokenize("a cat").shape == (1, 32)  # the default length follows the last model built
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="without CUDA the weights stay fp32")
+def test_convert_weights_and_weights_files_as_model_names(layers, tmp_path):
+    """CoOp's zsclip.py imports clip.model.convert_weights; load_clip_to_cpu looks MODEL.BACKBONE.NAME
+    up in clip._MODELS, which takes a weights file's path as promptlab's backbones do."""
+    from clip import clip
+    from clip.model import convert_weights
+
+    path = openai_format_state(tmp_path)
+    assert clip._MODELS[str(path)] == str(path) and clip._download(clip._MODELS[str(path)]) == str(path)
+    with pytest.raises(KeyError, match="MODEL.BACKBONE.NAME 'ViT-X/99' is neither one of clip._MODELS"):
+        clip._MODELS["ViT-X/99"]
+    model = clip.build_model(torch.load(path))
+    convert_weights(model)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
 # ---- the Dassl layer ---------------------------------------------------------------------------------
 def test_compute_accuracy_and_optimizer_semantics(layers):
     from dassl.metrics import compute_accuracy
@@ -276,22 +269,21 @@ def test_dassl_load_checkpoint_reads_tensors_and_refuses_pickled_code(layers, tm
     assert not marker.exists()
 
 
-def test_a_copy_of_a_builtin_trainer_keeps_the_builtin(layers, tmp_path, capsys):
-    (tmp_path / "coop.py").write_text(
-        "from dassl.engine import TRAINER_REGISTRY, TrainerX\n\n@TRAINER_REGISTRY.register()\nclass CoOp(TrainerX):\n    pass\n")
-    load_trainer_files([str(tmp_path / "coop.py")])
-    assert TRAINER_REGISTRY.get("CoOp").__module__ == "trainers.coop"
-    assert "CoOp is promptlab's built-in trainer (trainers.coop); the built-in one is used" in capsys.readouterr().out
-
-
 def test_config_keys_from_extend_cfg_without_importing_the_file_and_from_yaml(layers, tmp_path):
+    with restored_process():
+        config_keys_from_extend_cfg_and_yaml(tmp_path)
+
+
+def config_keys_from_extend_cfg_and_yaml(tmp_path):
     (tmp_path / "train.py").write_text(
         "import a_module_that_does_not_exist\nfrom yacs.config import CfgNode as CN\n\n\ndef extend_cfg(cfg):\n"
         "    cfg.TRAINER.MINE = CN()\n    cfg.TRAINER.MINE.W = 8.0\n    cfg.LOSS = CN()\n    cfg.LOSS.NAME = 'kl'\n")
     (tmp_path / "defaults.yaml").write_text(yaml.safe_dump({"TRAINER": {"OTHER": {"N": 3}}, "OPTIM": {"LR": 0.5}}))
     load_trainer_files([str(tmp_path / "train.py"), str(tmp_path / "defaults.yaml")])
-    cfg = get_cfg()
+    cfg = get_cfg("DasslCoOp")
     assert (cfg.TRAINER.MINE.W, cfg.LOSS.NAME, cfg.TRAINER.OTHER.N, cfg.OPTIM.LR) == (8.0, "kl", 3, 0.5)
+    cfg = get_cfg("CoOp")  # a built-in trainer: the new keys, promptlab's values for the keys it has
+    assert (cfg.TRAINER.MINE.W, cfg.LOSS.NAME, cfg.TRAINER.OTHER.N, cfg.OPTIM.LR) == (8.0, "kl", 3, 0.0003)
     assert {loader.LOADED[tmp_path / "train.py"], loader.LOADED[tmp_path / "defaults.yaml"]} == {"extend_cfg", "defaults"}
 
 
@@ -355,18 +347,10 @@ def argv(root: Path, out: Path, trainer: str, part: str, *extra: str) -> list[st
             *FAST, "DATASET.SUBSAMPLE_CLASSES", subsample]
 
 
-class AttrTinyTextureShape(AttributeWorldDataset):
-    """AttrTextureShape's 32 classes with 2 train, 1 val and 2 test images each: seconds per run."""
-
-    spec = derived.DerivedSpec("AttrTinyTextureShape", DATASET, ("texture", "shape"), "latin", seed=7,
-                               per_class=(2, 1, 2))
-
-
 @pytest.fixture(scope="module")
 def base2new(layers, tmp_path_factory):
     """Each example trainer trained on the base classes and evaluated on the new ones, in the sweep's
     tree. DasslCoOp gets its files through $PROMPTLAB_TRAINER_FILES, the others through --trainer-file."""
-    DATASET_REGISTRY.register()(AttrTinyTextureShape)  # the layers fixture unregisters it afterwards
     root = tmp_path_factory.mktemp("DATA")
     (root / "dataset.yaml").write_text(yaml.safe_dump({"DATASET": {"NAME": "AttrTinyTextureShape"}}))
     out = tmp_path_factory.mktemp("output")

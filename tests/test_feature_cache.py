@@ -18,7 +18,8 @@ from engine.feature_cache import FeatureCache, image_list_signature
 from engine.registry import TRAINER_REGISTRY
 from tests.minidata import make_caltech_like
 from train import main, parse_args, setup_cfg
-from trainers.common import FrozenFeatures
+from trainers.common import IMAGE_PATH, FrozenFeatures, uses_frozen_features
+from trainers.zsclip import ZeroShotClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -236,3 +237,44 @@ def test_temp_files_of_killed_writes_are_removed_unless_their_writer_is_alive(da
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("method", IMAGE_PATH)
+def test_a_subclass_that_redefines_an_image_path_method_gets_computed_features(method, data_root, tmp_path,
+                                                                                cache_dir, capsys):
+    """The flag an inherited class declares does not cover a subclass's own image path: redefining
+    any image-path method (even with the same body) turns the cache off, naming the method."""
+    trainer = trainer_for(data_root, "CLIPAdapter", tmp_path / "a")
+    base = type(trainer.model)
+    trainer.model.__class__ = type("MyAdapter", (base,), {method: getattr(base, method)})
+    batches = list(trainer.evaluation_batches(trainer.test_loader))
+    assert not any(isinstance(x, FrozenFeatures) for x, _ in batches)
+    assert f"not cached: MyAdapter redefines {method} without declaring frozen_image_tower itself" in \
+        capsys.readouterr().out
+    trainer.model.__class__ = type("MyAdapter", (base,), {method: getattr(base, method), "frozen_image_tower": True})
+    assert all(isinstance(x, FrozenFeatures) for x, _ in trainer.evaluation_batches(trainer.test_loader))
+
+
+def test_a_subclass_that_changes_image_features_is_evaluated_on_its_own_features(data_root, tmp_path, cache_dir):
+    """What docs/EXTENDING.md once showed (CLIP-Adapter overriding image_features): with the cache
+    on, its evaluation is its own forward pass, not frozen features that skip the override."""
+
+    class Halfway(ZeroShotClassifier):
+        def image_features(self, images):
+            x = super().image_features(images)
+            return x + 3.0 * x.mean(dim=0, keepdim=True)
+
+    logits = {}
+    for cache in ("True", "False"):
+        trainer = trainer_for(data_root, "ZeroshotCLIP", tmp_path / cache, "TEST.FEATURE_CACHE", cache)
+        trainer.model.__class__ = Halfway
+        logits[cache] = eval_logits(trainer)
+    with torch.no_grad():
+        direct = torch.cat([trainer.model(trainer.parse_batch_test(b)[0]) for b in trainer.test_loader])
+    assert torch.equal(logits["True"], logits["False"]) and torch.equal(logits["True"], direct)
+    assert not list(cache_dir.glob("*.pt"))
+
+
+def test_image_head_is_the_hook_the_cache_serves(data_root, tmp_path, cache_dir):
+    trainer = trainer_for(data_root, "CLIPAdapter", tmp_path / "a")
+    assert "image_head" in vars(type(trainer.model)) and uses_frozen_features(trainer.model) == (True, "")

@@ -43,7 +43,11 @@ class TextClassifier(nn.Module):
     CoOp's code re-encodes them for every test batch. Its image features are
     `image_head(frozen_image_features(images))`. A model whose image tower is untouched (as in
     CoOp) declares `frozen_image_tower = True`, and evaluation may then reuse the frozen features
-    of other runs (engine/feature_cache.py). The default is False: a subclass that prompts the
+    of other runs (engine/feature_cache.py), through `logits_from_frozen`. The declaration covers
+    the image path of the class that makes it: a subclass that redefines an image-path method
+    (`IMAGE_PATH`) gets computed features unless it declares the flag itself
+    (`uses_frozen_features`). `image_head` is the hook for a method that changes the features
+    after the frozen tower (CLIP-Adapter). The default is False: a subclass that prompts the
     image tower and forgets to say so is only slower, never wrong.
     """
 
@@ -87,6 +91,30 @@ class TextClassifier(nn.Module):
             yield
         finally:
             self._text_cache = None
+
+
+# The methods through which a model's logits depend on its images, besides `image_head` (which
+# both the cached and the computed path apply): redefining one changes what cached frozen
+# features would skip.
+IMAGE_PATH = ("forward", "image_features", "frozen_image_features", "logits_from_frozen")
+
+
+def uses_frozen_features(model: nn.Module | type) -> tuple[bool, str]:
+    """(whether evaluation may give `model` (a model or its class) cached frozen CLIP features,
+    why not). Decided by where the methods are defined: the nearest class in the MRO that
+    declares `frozen_image_tower` vouches for the image path it and its bases define, and a class
+    below it that redefines an `IMAGE_PATH` method makes the path its own, uncached, unless it
+    declares the flag itself. An inherited True never covers a subclass's own image path."""
+    if not getattr(model, "frozen_image_tower", False):
+        return False, "the method changes the image tower"
+    for cls in (model if isinstance(model, type) else type(model)).__mro__:
+        if "frozen_image_tower" in vars(cls):
+            break
+        redefined = [name for name in IMAGE_PATH if name in vars(cls)]
+        if redefined:
+            return False, (f"{cls.__qualname__} redefines {', '.join(redefined)} without declaring "
+                           "frozen_image_tower itself")
+    return True, ""
 
 
 class ClipTrainer(TrainerX):
@@ -139,8 +167,9 @@ class ClipTrainer(TrainerX):
         The key holds everything the features depend on (engine/feature_cache.py)."""
         if not self.cfg.TEST.FEATURE_CACHE:
             return None, "TEST.FEATURE_CACHE is off"
-        if not getattr(self.model, "frozen_image_tower", False):
-            return None, "the method changes the image tower"
+        usable, why_not = uses_frozen_features(self.model)
+        if not usable:
+            return None, why_not
         if self.manifest["weights"].startswith("random-init"):
             return None, "random-init weights (no fingerprint)"
         items = getattr(loader.dataset, "items", None)

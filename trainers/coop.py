@@ -37,18 +37,25 @@ def layout_order(n_ctx: int, name_lens: list[int], length: int, position: str) -
 
 
 class PromptLearner(nn.Module):
-    """Context vectors (generic or class-specific) spliced between frozen token embeddings."""
+    """Context vectors (generic or class-specific) spliced between frozen token embeddings.
+
+    With CTX_INIT the context is one generic context initialised from those words, whatever CSC
+    says, as in the official CoOp (its CSC branch is the random initialisation's only).
+    """
 
     def __init__(self, clip: ClipBackbone, classnames: list[str], n_ctx: int, ctx_init: str, csc: bool, position: str):
         super().__init__()
         classnames = [name.replace("_", " ") for name in classnames]
         n_cls = len(classnames)
         if ctx_init:
+            if csc:
+                print("CSC is ignored with CTX_INIT, as in the official CoOp: one context for every class")
+                csc = False
             ctx_init = ctx_init.replace("_", " ")
             n_ctx = len(ctx_init.split(" "))
             with torch.no_grad():
                 init = clip.embed_tokens(clip.tokenize([ctx_init]))[0, 1:1 + n_ctx]
-            ctx = init.repeat(n_cls, 1, 1) if csc else init.clone()
+            ctx = init.clone()
             prompt_prefix = ctx_init
         else:
             shape = (n_cls, n_ctx, clip.text_width) if csc else (n_ctx, clip.text_width)

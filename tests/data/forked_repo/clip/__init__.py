@@ -1,0 +1,1 @@
+from .clip import *  # noqa: F401,F403
