@@ -150,6 +150,7 @@ class DeAR(ClipTrainer):
         "RES_LORA_DIM": 4,
         "ATTR_PROJ_RANK": 0,
     }
+    EVAL_SILENT_KEYS = ("ROLE_MAP", "ANALYSIS_")  # evaluations use the map the weights were trained with
     SWEEP_CONFIGS = {"base2new": "vit_b16", "base2new:imagenet": "vit_b16_imagenet", "xd": "vit_b16_cross_datasets",
                      "fewshot": "vit_b16_few_shot", "fewshot:imagenet": "vit_b16_imagenet", "tiny": "tiny_ep10_batch4"}
 
