@@ -138,6 +138,7 @@ def main(argv=None) -> int:
                     folder.check(manifest, start_over=args.start_over)
                     if cfg.RESUME and not args.eval_only:
                         check_resume_source(cfg.RESUME, manifest)
+                    trainer_cls.check_inputs(cfg, manifest)
             except BaseException:
                 distributed.broadcast_object(STOP)
                 raise

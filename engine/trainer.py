@@ -71,6 +71,12 @@ class TrainerX:
         that a sweep issues exactly the scripts' command."""
         return []
 
+    @classmethod
+    def check_inputs(cls, cfg, manifest: dict) -> None:
+        """Inputs a run needs beyond its data and backbone (e.g. DeAR's role map), checked from the
+        config before the run logs anything into its folder (train.py), so that a mistake there
+        leaves no failed log behind; `check_cfg` may check them again for trainers built directly."""
+
     def __init__(self, cfg):
         self.cfg = cfg
         self.device = torch.device("cuda" if torch.cuda.is_available() and cfg.USE_CUDA else "cpu")

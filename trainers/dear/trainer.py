@@ -64,11 +64,11 @@ from engine.io import atomic_write
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
 from headroles.concepts import CLUSTERINGS, WEIGHTINGS
-from headroles.rolemap import HOW_TO_MAKE, RoleMap, read_role_map
+from headroles.rolemap import HOW_TO_MAKE, RoleMap, check_weights, read_role_map
 from headroles.roles import THRESHOLD_MODES
 from trainers.common import ClipTrainer, accuracy
 from trainers.dear.masks import ATTR_ATTENTIONS, MASK_MODES, role_masks
-from trainers.dear.role_source import role_map_file
+from trainers.dear.role_source import check_source, role_map_file
 from trainers.dear.model import FUSIONS, DeARCLIP, DeAROutput, DeARSettings
 from trainers.representation import scores_fused
 from trainers.templates import class_prompts
@@ -123,7 +123,8 @@ class DeAR(ClipTrainer):
     DEFAULT_PREC = "amp"
     CONFIG = {
         "PREC": "amp",
-        "ROLE_MAP": "global",  # global (the backbone's map) | auto (this run's training images) | a JSON path
+        "ROLE_MAP": "global",  # global (the backbone's map) | auto (this run's training images) | a JSON path or URL
+        "ROLE_MAP_SHA256": "",  # the SHA-256 a role map file must have; required for an https:// or file:// URL
         "ANALYSIS_IMAGES": "configs/datasets/imagenet.yaml",  # global: a dataset config (under DATASET.ROOT) or a folder
         "ANALYSIS_SPLIT": "test",  # of a dataset config; ImageNet's test split is its validation images
         "ANALYSIS_MAX_IMAGES": 0,  # spread evenly over the images; 0 = all
@@ -162,6 +163,13 @@ class DeAR(ClipTrainer):
         task = {"xd_train": ["TASK", "CD"], "xd_test": ["TASK", "CD"], "few_shot": ["TASK", "FS"]}.get(step, [])
         return task + role_map if step.endswith("_test") else task
 
+    @classmethod
+    def check_inputs(cls, cfg, manifest: dict) -> None:
+        """The role map's source (a URL fetched and checked, a file, global's images), before the run logs."""
+        c = cfg.TRAINER.DEAR
+        if c.ATTR_TOKENS and c.MASK != "none" and c.ROLE_MAP:
+            check_source(cfg, manifest["weights"], quiet=True)
+
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
         c = cfg.TRAINER.DEAR
@@ -176,8 +184,11 @@ class DeAR(ClipTrainer):
             raise ConfigError("TRAINER.DEAR.BETA must be in [0, 1] and FUSION_CLS_INIT in (0, 1)")
         if not c.ATTR_TOKENS and c.K == 0:
             raise ConfigError("TRAINER.DEAR.ATTR_TOKENS False with K 0 leaves nothing to learn; keep one of them")
-        if c.ATTR_TOKENS and c.MASK != "none" and not c.ROLE_MAP:
-            raise ConfigError(f"TRAINER.DEAR.ROLE_MAP is empty: {HOW_TO_MAKE.format(path='head_roles/<backbone>.json')}")
+        self.analysis_images = None
+        if c.ATTR_TOKENS and c.MASK != "none":
+            if not c.ROLE_MAP:
+                raise ConfigError(f"TRAINER.DEAR.ROLE_MAP is empty: {HOW_TO_MAKE.format(path='head_roles/<backbone>.json')}")
+            self.analysis_images = check_source(cfg, self.manifest["weights"])  # before the data and the model load
 
     # ---- model -------------------------------------------------------------------------
     def build_model(self) -> None:
@@ -222,8 +233,9 @@ class DeAR(ClipTrainer):
         """Read TRAINER.DEAR.ROLE_MAP (a file, or the cached global / auto analysis, made on first
         use) and keep a copy, with its heatmap when there is one, beside the run's checkpoints. A
         run folder that already holds another map (a resumed run whose map changed) is refused."""
-        path = role_map_file(self.cfg, clip, self.dm.dataset.train_x)
+        path = role_map_file(self.cfg, clip, self.dm.dataset.train_x, self.analysis_images)
         role_map = read_role_map(path)
+        check_weights(role_map, self.manifest["weights"], self.cfg.MODEL.BACKBONE.NAME)
         copy = Path(self.output_dir) / ROLE_MAP_COPY
         if copy.is_file() and path.resolve() != copy.resolve() and copy.read_bytes() != path.read_bytes():
             raise RunMismatchError(
