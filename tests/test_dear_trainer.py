@@ -242,7 +242,8 @@ def reference_losses(model, clip, x, y):
         text = model.text_features()
         alpha = torch.softmax(model.fusion_weights, 0)
         feats = torch.cat([cls[:, None], attr], 1)
-        scale = clip.logit_scale.exp()
+        assert model.settings.logit_scale == 100.0  # vit_b16.yaml: MMRL++'s fixed scale
+        scale = 100.0
         per_path = [scale * F.normalize(feats[:, p], dim=-1) @ F.normalize(text, dim=-1).t() for p in range(6)]
         fused = sum(a * logits for a, logits in zip(alpha, per_path))
         frozen = clip.encode_image(x)  # frozen CLIP, the very same (augmented) images
