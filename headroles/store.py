@@ -12,7 +12,9 @@ never under the current directory, as JSON + heatmap PNG, under a name made from
 The JSON holds the full key; a file whose key is not exactly the expected one (stale, damaged,
 or copied from another backbone or image set) is never used: it is recomputed and replaced.
 Computing happens under a file lock and every file is written atomically, so parallel runs
-that need the same analysis compute it once and never see half a file.
+that need the same analysis compute it once and never see half a file. While it computes, the
+image moments are saved beside it (`.moments.pt`, bound to the same key), so an interrupted
+analysis resumes where it stopped; the file goes once the map is written.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from pathlib import Path
 from backbone import ClipBackbone
 from engine.cache import sha256_file, user_cache_dir
 from engine.locks import locked
-from headroles.analysis import AnalysisSettings, run_analysis
+from headroles.analysis import AnalysisSettings, MomentsFile, run_analysis
 from headroles.images import clip_transform, image_list_digest
 from headroles.pool import read_pool
 from headroles.report import save_role_map
@@ -91,8 +93,10 @@ def cached_analysis(clip: ClipBackbone, inp: AnalysisInput, batch_size: int = 64
                   "backbone / image set); recomputing it")
         print(f"Role map ({inp.scope['kind']}): computing the head analysis of {inp.backbone} once on "
               f"{len(inp.images)} images (cached at {path})")
+        resume = MomentsFile(path.with_suffix(".moments.pt"), json.dumps(key, sort_keys=True))
         payload = run_analysis(clip, list(inp.images), clip_transform(clip.image_size), read_pool(inp.pool),
-                               inp.settings, batch_size)
+                               inp.settings, batch_size, resume)
         save_role_map({**payload, "cache_key": key}, path)
+        resume.remove()
     return path
 
