@@ -61,7 +61,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backbone", default="ViT-B/16")
     p.add_argument("--images", type=int, nargs="+", default=[64, 256])
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=analysis.BATCH_SIZE)
     p.add_argument("--device", default="cpu")
     p.add_argument("--capture", choices=("cls", "all"), help=argparse.SUPPRESS)  # one measurement (child process)
     args = p.parse_args()

@@ -69,6 +69,9 @@ def parse_layers(text: str, vision_layers: int) -> tuple[int, ...]:
 
 
 SAVE_SECONDS = 60.0  # how often a resumable analysis saves its moments
+# Images per forward pass: on ViT-B/16 (fp32, CPU) a batch of 16 adds about 0.4 GB to the model, 64
+# adds 0.8 GB, for the same time per image; the whole analysis then stays under 2 GB (docs/DEAR.md).
+BATCH_SIZE = 16
 
 
 class MomentsFile:
@@ -126,7 +129,7 @@ def batch_contributions(clip: ClipBackbone, images: Tensor, layers: Sequence[int
 
 @torch.no_grad()
 def head_moments(clip: ClipBackbone, paths: Sequence[str], transform: Callable, layers: Sequence[int],
-                 batch_size: int = 64, resume: MomentsFile | None = None) -> HeadMoments:
+                 batch_size: int = BATCH_SIZE, resume: MomentsFile | None = None) -> HeadMoments:
     """Moments of every analysed head's direct contribution to the image features over the images
     at `paths`, streamed a batch at a time; progress lines, and the cost once the first batch is done."""
     moments = HeadMoments(len(layers) * clip.vision_heads, clip.embed_dim, clip.device)
@@ -206,7 +209,7 @@ def analyse_heads(moments: HeadMoments, n_heads: int, text_features: Tensor, poo
 
 
 def run_analysis(clip: ClipBackbone, paths: Sequence[str], transform: Callable, pool: TextPool,
-                 s: AnalysisSettings, batch_size: int = 64, resume: MomentsFile | None = None) -> dict:
+                 s: AnalysisSettings, batch_size: int = BATCH_SIZE, resume: MomentsFile | None = None) -> dict:
     """The whole analysis on images at `paths`; returns the role-map payload. With `resume`, the
     image moments are saved as they grow and an interrupted run continues from them."""
     start = time.time()

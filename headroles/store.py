@@ -27,7 +27,7 @@ from pathlib import Path
 from backbone import ClipBackbone
 from engine.cache import sha256_file, user_cache_dir
 from engine.locks import locked
-from headroles.analysis import AnalysisSettings, MomentsFile, run_analysis
+from headroles.analysis import BATCH_SIZE, AnalysisSettings, MomentsFile, run_analysis
 from headroles.images import clip_transform, image_list_digest
 from headroles.pool import read_pool
 from headroles.report import save_role_map
@@ -77,7 +77,7 @@ def read_cached(path: Path, key: dict) -> dict | None:
     return payload
 
 
-def cached_analysis(clip: ClipBackbone, inp: AnalysisInput, batch_size: int = 64) -> Path:
+def cached_analysis(clip: ClipBackbone, inp: AnalysisInput, batch_size: int = BATCH_SIZE) -> Path:
     """The cached role map of this analysis, computed first if there is none (or only a stale one)."""
     key = cache_key(inp)
     path = cache_path(key)

@@ -24,7 +24,7 @@ from engine.cli import run_cli  # noqa: E402
 from engine.errors import UsageError  # noqa: E402
 from engine.io import atomic_write  # noqa: E402
 from headroles import textspan_pool  # noqa: E402
-from headroles.analysis import AnalysisSettings, default_layers, parse_layers, run_analysis  # noqa: E402
+from headroles.analysis import BATCH_SIZE, AnalysisSettings, default_layers, parse_layers, run_analysis  # noqa: E402
 from headroles.concepts import CLUSTERINGS, DEFAULT_EMBEDDER, WEIGHTINGS  # noqa: E402
 from headroles.images import clip_transform, evenly, image_paths  # noqa: E402
 from headroles.pool import DEFAULT_POOL, read_pool  # noqa: E402
@@ -66,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--thresholds", default="tertiles", choices=THRESHOLD_MODES)
     p.add_argument("--low", type=float, default=0.4, help="absolute: normalised entropy <= low is Attribute")
     p.add_argument("--high", type=float, default=0.7, help="absolute: normalised entropy >= high is Generalization")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                   help=f"images per forward pass (default {BATCH_SIZE}: under 2 GB on ViT-B/16; more on a GPU is faster)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if (args.no_cache or args.random_init) and not args.out:
