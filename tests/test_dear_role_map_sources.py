@@ -85,6 +85,7 @@ def test_other_bytes_than_the_pinned_ones_are_refused_and_not_kept(data_root, tm
     ("http://example.org/vit-b16.json", "a" * 64, r"only https:// and file:// URLs are fetched"),
     ("https://example.org/vit-b16.json", "abc", r"ROLE_MAP_SHA256 must be 64 hexadecimal digits"),
     ("global", "a" * 64, r"ROLE_MAP_SHA256 pins a role map file or URL; ROLE_MAP global is computed"),
+    ("auto", "a" * 64, r"ROLE_MAP_SHA256 pins a role map file or URL; ROLE_MAP auto is computed"),
 ])
 def test_pin_mistakes_are_config_errors(data_root, tmp_path, cache, role_map, sha, message):
     with pytest.raises(ConfigError, match=message):

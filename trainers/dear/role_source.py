@@ -33,7 +33,7 @@ from headroles.analysis import AnalysisSettings
 from headroles.images import evenly, image_paths
 from headroles.pool import DEFAULT_POOL, REPO
 from headroles.published import check_file_pin, check_pin, fetch_role_map, is_url
-from headroles.rolemap import MissingRoleMapError, HOW_TO_MAKE, check_weights, read_role_map
+from headroles.rolemap import HOW_TO_MAKE, MissingRoleMapError, check_weights, read_role_map
 from headroles.store import AnalysisInput, cached_analysis
 
 COMPUTED = ("global", "auto")
@@ -94,9 +94,9 @@ def check_source(cfg, fingerprint: str, quiet: bool = False) -> list[str] | None
     (fetching it once), a file's existence, pin and weights fingerprint, or `global`'s images (returned,
     so that they are listed once)."""
     c = cfg.TRAINER.DEAR
+    if c.ROLE_MAP in COMPUTED and c.ROLE_MAP_SHA256:
+        raise ConfigError(f"TRAINER.DEAR.ROLE_MAP_SHA256 pins a role map file or URL; ROLE_MAP {c.ROLE_MAP} is computed")
     if c.ROLE_MAP == "global":
-        if c.ROLE_MAP_SHA256:
-            raise ConfigError("TRAINER.DEAR.ROLE_MAP_SHA256 pins a role map file or URL; ROLE_MAP global is computed")
         return global_images(cfg)
     if c.ROLE_MAP == "auto":
         return None
