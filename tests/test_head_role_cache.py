@@ -180,3 +180,18 @@ def test_moments_saved_for_another_analysis_are_not_resumed(clip, images, cache,
     again = HeadMoments(8, clip.embed_dim)
     assert MomentsFile(tmp_path / "m.pt", "analysis B").load(again) == 0 and again.count == 0
     assert MomentsFile(tmp_path / "m.pt", "analysis A").load(again) == 3 and torch.equal(again.outer, moments.outer)
+
+
+def test_the_analysis_keeps_only_the_class_tokens_head_outputs(clip, images, cache, monkeypatch):
+    """What bounds its memory: per image and head one vector, not one per position (ViT-B/16: 197)."""
+    shapes = []
+    real = type(clip).forward_image
+
+    def spy(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        shapes.extend(tuple(t.shape) for t in out.head_outputs.values())
+        return out
+
+    monkeypatch.setattr(type(clip), "forward_image", spy)
+    cached_analysis(clip, request(images), batch_size=4)
+    assert shapes == [(4, 1, clip.vision_heads, clip.vision_width)] * 4  # 2 batches x 2 layers
