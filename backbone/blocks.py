@@ -25,12 +25,13 @@ def causal_mask(length: int, like: Tensor) -> Tensor:
     return torch.full((length, length), float("-inf"), device=like.device, dtype=like.dtype).triu_(1)
 
 
-def head_attention(attn: nn.MultiheadAttention, x: Tensor, mask: Tensor | None, capture: bool) -> tuple[Tensor, Tensor | None]:
+def head_attention(attn: nn.MultiheadAttention, x: Tensor, mask: Tensor | None, capture: bool,
+                   positions: slice | None = None) -> tuple[Tensor, Tensor | None]:
     """Self-attention of x [B, L, D] with an additive mask broadcastable to [B, H, L, L].
 
-    Returns the attention output [B, L, D] and, if `capture`, the per-head outputs
-    [B, L, H, D]: head h's softmax(QK^T/sqrt(d))V times its column slice of out_proj, so that
-    their sum over h plus out_proj.bias is the output.
+    Returns the attention output [B, L, D] and, if `capture`, the per-head outputs [B, L', H, D] at
+    `positions` (None: all L): head h's softmax(QK^T/sqrt(d))V times its column slice of out_proj,
+    so that their sum over h plus out_proj.bias is the output.
     """
     B, L, D = x.shape
     H = attn.num_heads
@@ -39,7 +40,8 @@ def head_attention(attn: nn.MultiheadAttention, x: Tensor, mask: Tensor | None, 
     out = F.linear(heads.transpose(1, 2).reshape(B, L, D), attn.out_proj.weight, attn.out_proj.bias)
     if not capture:
         return out, None
-    per_head = torch.einsum("bhld,ehd->blhe", heads, attn.out_proj.weight.view(D, H, D // H))
+    kept = heads if positions is None else heads[:, :, positions]
+    per_head = torch.einsum("bhld,ehd->blhe", kept, attn.out_proj.weight.view(D, H, D // H))
     return out, per_head
 
 
@@ -82,8 +84,9 @@ def _stock_block(block: nn.Module, x: Tensor, mask: Tensor | None, batch_first: 
     return block(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
 
 
-def _manual_block(block: ResidualAttentionBlock, x: Tensor, mask: Tensor | None, capture: bool) -> tuple[Tensor, Tensor | None]:
-    out, per_head = head_attention(block.attn, block.ln_1(x), mask, capture)
+def _manual_block(block: ResidualAttentionBlock, x: Tensor, mask: Tensor | None, capture: bool,
+                  positions: slice | None = None) -> tuple[Tensor, Tensor | None]:
+    out, per_head = head_attention(block.attn, block.ln_1(x), mask, capture, positions)
     x = x + block.ls_1(out)
     x = x + block.ls_2(block.mlp(block.ln_2(x)))
     return x, per_head
@@ -125,7 +128,7 @@ def run_blocks(transformer: Transformer, x: Tensor, hooks: TowerHooks, causal: b
         if head_mask is not None:
             head_mask = _check_head_mask(head_mask, i, x, block.attn.num_heads, sliceable=causal)
             layer_mask = head_mask if mask is None else mask + head_mask
-        x, per_head = _manual_block(block, x, layer_mask, capture)
+        x, per_head = _manual_block(block, x, layer_mask, capture, hooks.capture_tokens)
         if per_head is not None:
             head_outputs[i] = per_head
     return x, head_outputs

@@ -35,6 +35,8 @@ class TowerHooks:
         end-of-text token, a text mask may also be larger than L (e.g. built for the full
         context length), and its top-left [L, L] block is used.
     capture_heads: layers whose per-head attention outputs go to TowerOutput.head_outputs.
+    capture_tokens: the sequence positions captured (None: all); the head analysis takes
+        slice(0, 1), the class token, which keeps its memory that of the model, not of B x L x H x width.
     eot_shift: text pooling index offset, for tokens inserted before the end-of-text token.
     """
 
@@ -42,6 +44,7 @@ class TowerHooks:
     before_block: Callable[[int, Tensor], Tensor] | None = None
     head_masks: Mapping[int, Tensor] = field(default_factory=dict)
     capture_heads: Collection[int] = ()
+    capture_tokens: slice | None = None
     eot_shift: int = 0
 
     @property
@@ -54,8 +57,8 @@ class TowerHooks:
 @dataclass
 class TowerOutput:
     """features: pooled and projected [B, embed_dim]; tokens: final hidden states before
-    ln_post/ln_final [B, L, width]; head_outputs: layer -> [B, L, H, width], head h's
-    attention output through its slice of out_proj (sum over h + out_proj.bias = attention)."""
+    ln_post/ln_final [B, L, width]; head_outputs: layer -> [B, L', H, width] at the captured positions, head
+    h's attention output through its slice of out_proj (sum over h + out_proj.bias = attention)."""
 
     features: Tensor
     tokens: Tensor

@@ -1,5 +1,6 @@
 """DeAR against CoOp: training-step time and peak memory (batch 4, 100 classes by default), on
-a random-init ViT-B/16 and on the attribute world's tiny-attr CLIP.
+a random-init ViT-B/16 and on the attribute world's tiny-attr CLIP. DeAR's step is the trainer's
+(DeAR.training_losses: the frozen layers below J computed once for both image passes).
 
     python bench/bench_dear.py [--backbones ViT-B/16 tiny-attr] [--repeats 3] [--device cpu|cuda]
 
@@ -78,9 +79,9 @@ def worker(method: str, backbone: str, n_classes: int, batch: int, repeats: int,
             if method == "CoOp":
                 loss = F.cross_entropy(model(x), y)
             else:
-                out = model.forward_train(x)
-                with torch.no_grad():
-                    frozen = clip.encode_image(x)
+                prefix = model.image_prefix(x)  # as DeAR.training_losses: the frozen layers below J once
+                out = model.forward_train(x, prefix)
+                frozen = model.frozen_image_features(x, prefix)
                 loss = dear_loss(out, y, frozen, model.frozen_text, model.fusion_alpha()[0], 1.0, 0.1)["loss"]
         optim.zero_grad()
         scaler.scale(loss).backward()

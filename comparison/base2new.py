@@ -31,6 +31,7 @@ class Base2NewRow:
     hm_per_seed: Stat | None = None  # None for a published row
     covers: tuple[int, int] | None = None  # average rows: (datasets it averages, datasets in the table)
     published: bool = False
+    shots: int | None = None  # training shots per class (None: a published number)
 
 
 @dataclass
@@ -41,14 +42,14 @@ class Base2New:
     partial: list[str] = field(default_factory=list)  # averages over fewer datasets than the table has
 
 
-def dataset_row(dataset: str, label: str, cfg: str, pairs: Pairs) -> Base2NewRow:
+def dataset_row(dataset: str, label: str, cfg: str, pairs: Pairs, shots: int | None = None) -> Base2NewRow:
     base = summarise(b for b, _ in pairs.values())
     new = summarise(n for _, n in pairs.values())
     hm_per_seed = summarise(harmonic_mean(b, n) for b, n in pairs.values())
-    return Base2NewRow(dataset, label, cfg, base, new, harmonic_mean(base.mean, new.mean), hm_per_seed)
+    return Base2NewRow(dataset, label, cfg, base, new, harmonic_mean(base.mean, new.mean), hm_per_seed, shots=shots)
 
 
-def average_row(label: str, cfg: str, cells: dict[str, Pairs], total: int) -> Base2NewRow:
+def average_row(label: str, cfg: str, cells: dict[str, Pairs], total: int, shots: int | None = None) -> Base2NewRow:
     """Base and New: mean over datasets of the seed means; HM of those two averages, as the
     CoCoOp/MaPLe/PromptSRC average rows (MaPLe's README: 82.28 and 75.14 give HM 78.55). The
     per-seed HM is that of the per-seed averages, over the seeds every dataset has."""
@@ -58,7 +59,7 @@ def average_row(label: str, cfg: str, cells: dict[str, Pairs], total: int) -> Ba
     per_seed_base, per_seed_new = seed_averages(bases), seed_averages(news)
     hm_per_seed = summarise(harmonic_mean(per_seed_base[s], per_seed_new[s]) for s in per_seed_base)
     return Base2NewRow(AVERAGE, label, cfg, base, new, harmonic_mean(base.mean, new.mean), hm_per_seed,
-                       (len(cells), total))
+                       (len(cells), total), shots=shots)
 
 
 def published_rows(reported: list[Reported], datasets: list[str]) -> dict[str, list[Base2NewRow]]:
@@ -104,12 +105,12 @@ def base2new(root: Path, selection: Selection, reported: list[Reported]) -> Base
     ordered = sorted(cells, key=labels.get)
     published = published_rows(reported, datasets)
     for dataset in datasets:
-        result.rows += [dataset_row(dataset, labels[m], m.cfg, cells[m][dataset])
+        result.rows += [dataset_row(dataset, labels[m], m.cfg, cells[m][dataset], m.shots)
                         for m in ordered if dataset in cells[m]]
         result.rows += published[dataset]
     if len(datasets) > 1:
         for m in ordered:
-            result.rows.append(average_row(labels[m], m.cfg, cells[m], len(datasets)))
+            result.rows.append(average_row(labels[m], m.cfg, cells[m], len(datasets), m.shots))
             if len(cells[m]) < len(datasets):
                 absent = [d for d in datasets if d not in cells[m]]
                 result.partial.append(f"{labels[m]}: average over {len(cells[m])} of the {len(datasets)} datasets "

@@ -16,9 +16,9 @@ Each number is the mean ± std over seeds (ddof 0). A method is its trainer's na
 `Trainer (cfg)` when the tree has several configs of that trainer. Footnotes under the table say
 how HM and the averages are made and list partial averages and missing runs; with --format csv
 they go to stderr, so stdout is the CSV alone. Its columns (one number per cell, empty if none):
-  base2new  dataset,method,config,seeds,base_mean,base_std,new_mean,new_std,hm_of_means,
+  base2new  dataset,method,config,shots,seeds,base_mean,base_std,new_mean,new_std,hm_of_means,
             hm_per_seed_mean,hm_per_seed_std   (dataset "average" for the average rows)
-  xd, dg    dataset,role,method,config,seeds,acc_mean,acc_std   (role: source, target or average;
+  xd, dg    dataset,role,method,config,shots,seeds,acc_mean,acc_std   (role: source, target or average;
             the average row has dataset "average")
   fewshot   dataset,method,config,shots,seeds,acc_mean,acc_std   (dataset "average" likewise)
 --reported adds published numbers from comparison/reported_results.csv as "Method (reported)" rows.

@@ -17,9 +17,9 @@ from comparison.transfer import Transfer
 
 TABLE_FORMATS = {"md": "github", "latex": "latex_booktabs", "plain": "simple"}
 CSV_COLUMNS = {
-    "base2new": ["dataset", "method", "config", "seeds", "base_mean", "base_std", "new_mean", "new_std",
+    "base2new": ["dataset", "method", "config", "shots", "seeds", "base_mean", "base_std", "new_mean", "new_std",
                  "hm_of_means", "hm_per_seed_mean", "hm_per_seed_std"],
-    "transfer": ["dataset", "role", "method", "config", "seeds", "acc_mean", "acc_std"],
+    "transfer": ["dataset", "role", "method", "config", "shots", "seeds", "acc_mean", "acc_std"],
     "fewshot": ["dataset", "method", "config", "shots", "seeds", "acc_mean", "acc_std"],
 }
 STD_NOTE = "± is the standard deviation over seeds (ddof 0, as CoOp's parse_test_res.py)"
@@ -48,29 +48,32 @@ def base2new_table(result: Base2New) -> tuple[list[str], list[list], list[list]]
     for r in result.rows:
         partial = r.covers and r.covers[0] < r.covers[1]
         dataset = f"{r.dataset} ({r.covers[0]}/{r.covers[1]})" if partial else r.dataset
-        shown.append([dataset, r.method, cell(r.base), cell(r.new), cell(Stat(r.hm_of_means)), number(r.base.seeds)])
+        shown.append([dataset, r.method, number(r.shots), cell(r.base), cell(r.new), cell(Stat(r.hm_of_means)),
+                      number(r.base.seeds)])
         per_seed = r.hm_per_seed or Stat(None)
-        rows.append([r.dataset, r.method, r.config, number(r.base.seeds), number(r.base.mean), number(r.base.std),
-                     number(r.new.mean), number(r.new.std), number(r.hm_of_means), number(per_seed.mean),
-                     number(per_seed.std)])
-    return ["dataset", "method", "Base", "New", "HM", "seeds"], shown, rows
+        rows.append([r.dataset, r.method, r.config, number(r.shots), number(r.base.seeds), number(r.base.mean),
+                     number(r.base.std), number(r.new.mean), number(r.new.std), number(r.hm_of_means),
+                     number(per_seed.mean), number(per_seed.std)])
+    return ["dataset", "method", "shots", "Base", "New", "HM", "seeds"], shown, rows
 
 
 def transfer_table(result: Transfer) -> tuple[list[str], list[list], list[list]]:
     shown, rows = [], []
     for r in result.rows:
         columns = [result.source, *result.targets]
-        shown.append([r.method, *(cell(r.cells.get(d)) for d in columns), cell(r.average, r.covers),
+        shown.append([r.method, number(r.shots), *(cell(r.cells.get(d)) for d in columns), cell(r.average, r.covers),
                       seed_span(list(r.cells.values()))])
         for d in columns:
             if d in r.cells:
                 role = "source" if d == result.source else "target"
                 stat = r.cells[d]
-                rows.append([d, role, r.method, r.config, number(stat.seeds), number(stat.mean), number(stat.std)])
+                rows.append([d, role, r.method, r.config, number(r.shots), number(stat.seeds), number(stat.mean),
+                             number(stat.std)])
         if r.average is not None:
             a = r.average
-            rows.append(["average", "average", r.method, r.config, number(a.seeds), number(a.mean), number(a.std)])
-    headers = ["method", f"{result.source} (source)", *result.targets, "average", "seeds"]
+            rows.append(["average", "average", r.method, r.config, number(r.shots), number(a.seeds), number(a.mean),
+                         number(a.std)])
+    headers = ["method", "shots", f"{result.source} (source)", *result.targets, "average", "seeds"]
     return headers, shown, rows
 
 
@@ -87,7 +90,8 @@ def fewshot_table(result: FewShot) -> tuple[list[str], list[list], list[list]]:
 
 def notes(result: Result, reported: bool) -> list[str]:
     """The footnotes under a table: how each number was made, published rows, partial averages, missing runs."""
-    lines = [STD_NOTE + "; seeds: the seeds found per cell."]
+    lines = [STD_NOTE + "; seeds: the seeds found per cell" + ("." if isinstance(result, FewShot) else
+                                                              "; shots: training shots per class.")]
     if isinstance(result, Base2New):
         lines.insert(0, "HM = 2·B·N/(B+N) of the mean Base and mean New, as the papers report it; the CSV also "
                         "has HM per seed (hm_per_seed_mean ± hm_per_seed_std). A seed counts when it has both "

@@ -1,7 +1,9 @@
 """--plot: the comparison as a figure. matplotlib is imported here only, when a plot is asked for.
 
 The figure has a fixed size and no timestamp or software tag in its metadata, so the same
-results give the same PNG bytes.
+results give the same PNG bytes. No label is drawn among the data: methods are told apart by colour
+and marker, named in one legend beside the axes, so that no two labels can overlap, whatever the
+number of methods or how close their results are (tests/test_compare.py checks every text's box).
 """
 from __future__ import annotations
 
@@ -32,18 +34,34 @@ def color(i: int) -> str:
     return f"C{i % 10}"
 
 
+MARKERS = "osD^vPX*"
+
+
+def marker(i: int) -> str:
+    """A marker per block of 10 methods, so that colour and marker together tell 80 methods apart."""
+    return MARKERS[(i // 10) % len(MARKERS)]
+
+
+def legend_beside(ax, handles=None) -> None:
+    """The methods' legend to the right of `ax`, outside its data (the layout makes room for it)."""
+    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+
+
+def group_ticks(ax, groups: list[str]) -> None:
+    """Group names under the bars: upright for a few groups, vertical (boxes side by side) for more."""
+    ax.set_xticks(range(len(groups)), groups, rotation=0 if len(groups) <= 4 else 90)
+
+
 def grouped_bars(ax, groups: list[str], series: dict[str, dict[str, float]], ylabel: str) -> None:
     """One group of bars per entry of groups, one bar per series that has a value there."""
     width = 0.8 / max(len(series), 1)
     for i, (label, values) in enumerate(series.items()):
         offset = (i - (len(series) - 1) / 2) * width
         xs = [g + offset for g, name in enumerate(groups) if name in values]
-        ax.bar(xs, [values[name] for name in groups if name in values], width, label=label, color=color(i))
-    ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
+        ax.bar(xs, [values[name] for name in groups if name in values], width, label=label, color=color(i),
+               hatch=None if i < 10 else "//")
+    group_ticks(ax, groups)
     ax.set_ylabel(ylabel)
-    tallest = max((v for values in series.values() for v in values.values()), default=1.0)
-    ax.set_ylim(0, tallest * 1.3)  # headroom, so the legend row above the bars hides none of them
-    ax.legend(fontsize="small", ncol=4, loc="upper center")
 
 
 def plot_base2new(result: Base2New):
@@ -57,9 +75,9 @@ def plot_base2new(result: Base2New):
     grouped_bars(bars, groups, series, "HM (%)")
     bars.set_title("Harmonic mean of Base and New per dataset")
     for row in (r for r in result.rows if r.dataset == groups[-1] and not is_missing(r.new.mean)):
-        scatter.scatter(row.base.mean, row.new.mean, color=color(list(series).index(row.method)))
-        scatter.annotate(row.method, (row.base.mean, row.new.mean), fontsize="small",
-                         textcoords="offset points", xytext=(4, 4))
+        i = list(series).index(row.method) if row.method in series else len(series)
+        scatter.scatter(row.base.mean, row.new.mean, color=color(i), marker=marker(i), label=row.method)
+    legend_beside(scatter)
     scatter.margins(0.2)
     scatter.set_xlabel("Base (%)")
     scatter.set_ylabel("New (%)")
@@ -73,6 +91,7 @@ def plot_transfer(result: Transfer):
               for row in result.rows}
     fig, (ax,) = figure(max(8, 1.2 * len(groups)))
     grouped_bars(ax, groups, {m: {d: s.mean for d, s in cells.items()} for m, cells in series.items()}, "accuracy (%)")
+    legend_beside(ax)
     ax.set_title(f"{result.protocol}: accuracy on the source and each target")
     return fig
 
@@ -83,7 +102,7 @@ def plot_fewshot(result: FewShot):
     for i, row in enumerate(r for r in result.rows if r.dataset == shown):
         shots = sorted(k for k in row.cells if k > 0)  # 0 shots (zero-shot) has no place on a log axis
         if shots:
-            ax.plot(shots, [row.cells[k].mean for k in shots], marker="o", label=row.method, color=color(i))
+            ax.plot(shots, [row.cells[k].mean for k in shots], marker=marker(i), label=row.method, color=color(i))
         else:
             ax.axhline(row.cells[0].mean, linestyle="--", label=f"{row.method} (0 shots)", color=color(i))
     positive = [k for k in result.shots if k > 0]
@@ -92,7 +111,7 @@ def plot_fewshot(result: FewShot):
     ax.set_xlabel("shots per class")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"Few-shot accuracy ({shown})")
-    ax.legend(fontsize="small")
+    legend_beside(ax)
     return fig
 
 

@@ -30,6 +30,7 @@ class TransferRow:
     average: Stat | None  # over the targets it has
     covers: tuple[int, int] | None = None  # (targets it averages, targets in the table); None if published
     published: bool = False
+    shots: int | None = None  # the source's training shots per class (None: a published number)
 
 
 @dataclass
@@ -88,7 +89,7 @@ def transfer(root: Path, protocol: str, selection: Selection, reported: list[Rep
         cells = ({SOURCE: summarise(sources[m].values())} if sources[m] else {}) | \
                 {t: summarise(targets[m][t].values()) for t in have}
         average = across_datasets([targets[m][t] for t in have]) if have else None
-        result.rows.append(TransferRow(labels[m], m.cfg, cells, average, (len(have), len(names))))
+        result.rows.append(TransferRow(labels[m], m.cfg, cells, average, (len(have), len(names)), shots=m.shots))
         if not sources[m]:
             result.missing.append(f"{labels[m]}: no {SOURCE} source run (cross_dataset/train/{SOURCE} "
                                   f"or test/{SOURCE})")

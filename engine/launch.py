@@ -21,6 +21,7 @@ from engine.logging import setup_logger
 from engine.registry import TRAINER_REGISTRY
 from engine.run_folder import RESULTS, START_OVER_FLAG, RunFolder, check_resume_source
 from engine.run_identity import describe_model, run_manifest
+from engine.summary import recorded_evaluations, result_line
 from engine.utils import set_random_seed
 from external import load_trainer_files
 
@@ -166,14 +167,20 @@ def main(argv=None) -> int:
                     folder.check(manifest, start_over=args.start_over)
                     if cfg.RESUME and not args.eval_only:
                         check_resume_source(cfg.RESUME, manifest)
+                    trainer_cls.check_inputs(cfg, manifest)
             except BaseException:
                 distributed.broadcast_object(STOP)
                 raise
             distributed.broadcast_object(SKIP if skip else GO)
             if skip:
                 print(f"The results exist at {cfg.OUTPUT_DIR} (so skip this job)")
+                line = result_line(cfg, recorded_evaluations(cfg.OUTPUT_DIR), args.model_dir if args.eval_only else None)
+                if line:
+                    print(line)
                 return 0
-            with setup_logger(cfg.OUTPUT_DIR):
+            with setup_logger(cfg.OUTPUT_DIR) as log:
+                if log.name != "log.txt":
+                    print(f"This run logs to {log} (log.txt and any other log.txt-* here are earlier runs of this folder)")
                 for note in folder.notes:
                     print(note)
                 if distributed.world_size() > 1:
@@ -199,9 +206,11 @@ def run(cfg, args: argparse.Namespace, trainer_cls, manifest: dict | None = None
     if args.eval_only:
         trainer.load_model(args.model_dir, epoch=args.load_epoch)
         trainer.test()
-        return
-    if not args.no_train:
+    elif not args.no_train:
         trainer.train()
+    line = result_line(cfg, trainer.results.evaluations, args.model_dir if args.eval_only else None)
+    if line and distributed.is_main():
+        print(line)
 
 
 def planned_manifest(args: argparse.Namespace, cfg, strict: bool = True) -> dict:

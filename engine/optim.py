@@ -92,3 +92,16 @@ class DasslLR(LRScheduler):
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg) -> DasslLR:
     return DasslLR(optimizer, optim_cfg)
+
+
+def warmup_note(optim_cfg) -> str | None:
+    """A note when the warmup covers the whole run, which then never trains at OPTIM.LR (e.g. a
+    config's one warmup epoch with OPTIM.MAX_EPOCH 1 on the command line)."""
+    c = optim_cfg
+    if c.WARMUP_EPOCH <= 0 or c.WARMUP_EPOCH < c.MAX_EPOCH:
+        return None
+    at = (f"the constant warmup LR {c.WARMUP_CONS_LR:g}" if c.WARMUP_TYPE == "constant"
+          else f"the linear warmup ramp from {c.WARMUP_MIN_LR:g}")
+    return (f"Note: the warmup (OPTIM.WARMUP_EPOCH {c.WARMUP_EPOCH}) is as long as the run (OPTIM.MAX_EPOCH "
+            f"{c.MAX_EPOCH}): every epoch trains at {at}, never at OPTIM.LR {c.LR:g}. Add OPTIM.WARMUP_EPOCH 0 "
+            "(or more epochs) to train at OPTIM.LR")

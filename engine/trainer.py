@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
-import sys
 import time
 from pathlib import Path
 from typing import ClassVar, Iterator
@@ -21,7 +20,6 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
-from tqdm import tqdm
 
 from engine import distributed
 from engine.checkpoint import (
@@ -34,6 +32,8 @@ from engine.errors import (
 )
 from engine.evaluator import build_evaluator
 from engine.logging import ResultsWriter
+from engine.optim import warmup_note
+from engine.progress import Progress, progress
 from engine.run_folder import checkpoint_manifest
 from engine.run_identity import MODEL_FIELDS, differences, mismatch_message, run_manifest
 from engine.utils import AverageMeter, MetricMeter, rng_state, set_rng_state
@@ -70,6 +70,10 @@ class TrainerX:
     # False where forward_backward steps the schedulers itself, as Dassl's trainers do at an
     # epoch's last batch (external/dassl_engine.py); the engine then leaves them alone.
     ENGINE_STEPS_LR: ClassVar[bool] = True
+    # Keys of the trainer's config node (prefixes) that say where a training input came from, not
+    # what the loaded model computes (DeAR: ROLE_MAP, ANALYSIS_*): an evaluation that differs from
+    # its model's training run in them gets no note.
+    EVAL_SILENT_KEYS: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def sweep_opts(cls, step: str, dataset: str, model_dir: str) -> list[str]:
@@ -77,6 +81,12 @@ class TrainerX:
         function name, e.g. "base2new_test"; `model_dir` the run it evaluates, "" if none), so
         that a sweep issues exactly the scripts' command."""
         return []
+
+    @classmethod
+    def check_inputs(cls, cfg, manifest: dict) -> None:
+        """Inputs a run needs beyond its data and backbone (e.g. DeAR's role map), checked from the
+        config before the run logs anything into its folder (train.py), so that a mistake there
+        leaves no failed log behind; `check_cfg` may check them again for trainers built directly."""
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -275,7 +285,8 @@ class TrainerX:
             raise RunMismatchError(mismatch_message(f"Model {path}", diffs, None, "--start-over"))
         node = f"TRAINER.{self.CONFIG_NODE}." if self.CONFIG_NODE else None
         config_diffs = [d for d in differences(recorded, self.manifest, ("config",))
-                        if node and d.startswith(f"config.{node}")]
+                        if node and d.startswith(f"config.{node}")
+                        and not d.removeprefix(f"config.{node}").startswith(self.EVAL_SILENT_KEYS)]
         for d in config_diffs:
             print(f"Note: {d.removeprefix('config.').replace('(recorded)', '(trained with)')}")
 
@@ -285,13 +296,17 @@ class TrainerX:
         self.before_train()
         for self.epoch in range(self.start_epoch, self.max_epoch):
             self.before_epoch()
-            self.run_epoch()
+            with self.epoch_progress():
+                self.run_epoch()
             self.after_epoch()
         self.after_train()
 
     def before_train(self) -> None:
         directory = self.cfg.RESUME or self.output_dir
         self.start_epoch = self.resume_model_if_exist(directory)
+        note = warmup_note(self.cfg.OPTIM)
+        if note:
+            print(note)
         self.init_writer()
         self.time_start = time.time()
 
@@ -333,6 +348,13 @@ class TrainerX:
         if last_epoch:
             self.set_model_mode("eval")
 
+    def epoch_progress(self) -> Progress:
+        """Progress lines for an epoch, with the ETA of the whole run, at least every 30 s whatever
+        the output (engine/progress.py); run_epoch counts its batches and prints its own lines."""
+        n = len(self.train_loader_x)
+        self.progress = Progress(f"epoch [{self.epoch + 1}/{self.max_epoch}]", n, after=(self.max_epoch - self.epoch - 1) * n)
+        return self.progress
+
     def run_epoch(self) -> None:
         self.set_model_mode("train")
         losses, batch_time, data_time = MetricMeter(), AverageMeter(), AverageMeter()
@@ -348,8 +370,10 @@ class TrainerX:
             self.check_finite(summary)
             losses.update(summary)
             batch_time.update(time.time() - end)
+            self.progress.step()
             freq = self.cfg.TRAIN.PRINT_FREQ
-            if (self.batch_idx + 1) % freq == 0 or self.num_batches < freq:
+            if (self.batch_idx + 1) % freq == 0 or self.num_batches < freq or self.progress.due():
+                self.progress.printed()
                 remaining = self.num_batches - self.batch_idx - 1 + (self.max_epoch - self.epoch - 1) * self.num_batches
                 eta = datetime.timedelta(seconds=int(batch_time.avg * remaining))
                 print(
@@ -424,7 +448,7 @@ class TrainerX:
         """(model input, labels) per evaluation batch: parse_batch_test's images. A trainer may
         give precomputed image features instead (trainers/common.py), which its model_inference
         then accepts."""
-        for batch in tqdm(loader, file=sys.__stderr__, disable=not sys.__stdout__.isatty()):
+        for batch in progress(loader, "Evaluation"):
             yield self.parse_batch_test(batch)
 
     def autocast(self):
@@ -491,13 +515,18 @@ class TrainerX:
 
     # ---- tensorboard ----------------------------------------------------------
     def init_writer(self) -> None:
+        """Training curves for tensorboard, when the optional `tensorboard` package is installed
+        (pip install tensorboard); the log says which."""
         if not distributed.is_main():
             return
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
+            print("Training curves: not written (tensorboard is not installed: pip install tensorboard)")
             return
-        self.writer = SummaryWriter(log_dir=str(Path(self.output_dir) / "tensorboard"))
+        folder = Path(self.output_dir) / "tensorboard"
+        self.writer = SummaryWriter(log_dir=str(folder))
+        print(f"Training curves: {folder} (view: tensorboard --logdir {folder.parent})")
 
     def write_scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer is not None:

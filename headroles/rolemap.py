@@ -8,7 +8,9 @@ Written by tools/head_roles.py, read by the DeAR trainer. JSON layout:
 
 `layer` is 1-based (the paper's "layers 9-12" of ViT-B/16), `head` is 0-based. `role` is
 "attribute" (with `attribute`, a core attribute), "generalization" or "mixed". The tool adds
-entropy, concept distribution and top texts per head; the trainer needs only the roles.
+entropy, concept distribution and top texts per head, and `weights`, the fingerprint of the
+backbone weights the map was computed on (backbone.weights_fingerprint; a cached analysis has it
+in its `cache_key`): a run on other weights refuses the map. The trainer needs only the roles.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ class RoleMap:
     source: str
     backbone: str
     heads: tuple[HeadRole, ...]
+    weights: str | None = None  # fingerprint of the weights it was computed on (None: not recorded)
 
     @property
     def layers(self) -> list[int]:
@@ -97,7 +100,24 @@ def parse_role_map(payload: dict, source: str) -> RoleMap:
         if (h.layer, h.head) in seen:
             raise RoleMapError(f"Role map {source} lists layer {h.layer} head {h.head} twice")
         seen.add((h.layer, h.head))
-    return RoleMap(source, str(payload.get("backbone", "")), heads)
+    key = payload.get("cache_key")
+    weights = payload.get("weights") or (key.get("weights") if isinstance(key, dict) else None)
+    return RoleMap(source, str(payload.get("backbone", "")), heads, weights)
+
+
+def check_weights(role_map: RoleMap, fingerprint: str, backbone: str) -> str | None:
+    """Refuse a map computed on weights other than the run's (`fingerprint`, from
+    backbone.weights_fingerprint); a note to print when the map records none (a hand-written map)."""
+    if role_map.weights is None:
+        return (f"Note: role map {role_map.source} records no backbone weights fingerprint (a hand-written map?), so "
+                f"it cannot be checked against this run's weights ({backbone}, {fingerprint})")
+    if role_map.weights != fingerprint:
+        raise RoleMapError(
+            f"Role map {role_map.source} was computed on other backbone weights ({role_map.backbone or 'unnamed'}, "
+            f"{role_map.weights}) than this run's (MODEL.BACKBONE.NAME {backbone}, {fingerprint}): its heads' roles "
+            f"are another model's. Use the map made for these weights, or {HOW_TO_MAKE.format(path='roles.json')}"
+        )
+    return None
 
 
 def read_role_map(path: str | Path) -> RoleMap:

@@ -12,7 +12,9 @@ never under the current directory, as JSON + heatmap PNG, under a name made from
 The JSON holds the full key; a file whose key is not exactly the expected one (stale, damaged,
 or copied from another backbone or image set) is never used: it is recomputed and replaced.
 Computing happens under a file lock and every file is written atomically, so parallel runs
-that need the same analysis compute it once and never see half a file.
+that need the same analysis compute it once and never see half a file. While it computes, the
+image moments are saved beside it (`.moments.pt`, bound to the same key), so an interrupted
+analysis resumes where it stopped; the file goes once the map is written.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from backbone import ClipBackbone
 from engine.cache import sha256_file, user_cache_dir
 from engine.io import remove_interrupted_saves
 from engine.locks import locked
-from headroles.analysis import AnalysisSettings, run_analysis
+from headroles.analysis import BATCH_SIZE, AnalysisSettings, MomentsFile, run_analysis
 from headroles.images import clip_transform, image_list_digest
 from headroles.pool import read_pool
 from headroles.report import save_role_map
@@ -35,6 +37,7 @@ from headroles.report import save_role_map
 FORMAT = 2
 TRANSFORM = "clip_transform: bicubic resize, centre crop, OpenAI mean/std"
 SCOPES = ("global", "auto")
+MOMENTS_SUFFIX = ".moments.pt"  # beside the map while the analysis runs
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,12 @@ def cache_path(key: dict) -> Path:
     return user_cache_dir("head_roles", f"{backbone}__{key['scope']['kind']}__{digest}.json")
 
 
+def entry_lock(path: Path) -> Path:
+    """The lock every writer of an entry's files holds (its map, heatmap and moments)."""
+    name = path.name.removesuffix(MOMENTS_SUFFIX)
+    return path.with_name(name).with_suffix(".lock")
+
+
 def read_cached(path: Path, key: dict) -> dict | None:
     """The cached payload if `path` holds exactly this analysis (and its heatmap is there), else None."""
     try:
@@ -77,16 +86,16 @@ def read_cached(path: Path, key: dict) -> dict | None:
     return payload
 
 
-def cached_analysis(clip: ClipBackbone, inp: AnalysisInput, batch_size: int = 64) -> Path:
+def cached_analysis(clip: ClipBackbone, inp: AnalysisInput, batch_size: int = BATCH_SIZE) -> Path:
     """The cached role map of this analysis, computed first if there is none (or only a stale one)."""
     key = cache_key(inp)
     path = cache_path(key)
     if path.parent.is_dir():
-        remove_interrupted_saves(path.parent, recursive=False, lock_of=lambda target: target.with_suffix(".lock"))
+        remove_interrupted_saves(path.parent, recursive=False, lock_of=entry_lock)
     if read_cached(path, key) is not None:
         print(f"Role map ({inp.scope['kind']}): using the cached analysis {path}")
         return path
-    with locked(path.with_suffix(".lock")):
+    with locked(entry_lock(path)):
         if read_cached(path, key) is not None:  # made by another process while we waited
             print(f"Role map ({inp.scope['kind']}): using the analysis another run just made, {path}")
             return path
@@ -95,8 +104,10 @@ def cached_analysis(clip: ClipBackbone, inp: AnalysisInput, batch_size: int = 64
                   "backbone / image set); recomputing it")
         print(f"Role map ({inp.scope['kind']}): computing the head analysis of {inp.backbone} once on "
               f"{len(inp.images)} images (cached at {path})")
+        resume = MomentsFile(path.with_suffix(MOMENTS_SUFFIX), json.dumps(key, sort_keys=True))
         payload = run_analysis(clip, list(inp.images), clip_transform(clip.image_size), read_pool(inp.pool),
-                               inp.settings, batch_size)
+                               inp.settings, batch_size, resume)
         save_role_map({**payload, "cache_key": key}, path)
+        resume.remove()
     return path
 

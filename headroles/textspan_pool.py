@@ -6,12 +6,11 @@ TRAINER.DEAR.ANALYSIS_TEXTS textspan) then name it.
 """
 from __future__ import annotations
 
-import hashlib
-import urllib.request
 from pathlib import Path
 
 from engine.cache import sha256_file, user_cache_dir
 from engine.errors import DataError, MissingFileError
+from engine.fetch import fetch_verified
 from engine.io import atomic_write_bytes
 
 NAME = "textspan"
@@ -36,15 +35,7 @@ def download(dest: Path | str | None = None, url: str = URL, timeout: float = 60
             return dest, "present"
         raise DataError(f"{dest} exists but is not TextSpan's pool (SHA-256 differs from {SHA256[:12]}); "
                         "move it away, or pass another --out")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            data = response.read()
-    except OSError as e:
-        raise MissingFileError(f"Could not fetch {url} ({e}); download it by hand to {dest} "
-                               f"(SHA-256 {SHA256})") from e
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != SHA256:
-        raise DataError(f"The file fetched from {url} has SHA-256 {digest[:12]}, not {SHA256[:12]}; nothing was written")
+    data = fetch_verified(url, SHA256, timeout, "TextSpan's pool", f"Download it by hand to {dest} (SHA-256 {SHA256})")
     atomic_write_bytes(dest, data)
     return dest, "downloaded"
 

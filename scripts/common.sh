@@ -46,6 +46,49 @@ trained_epoch() {
     fi
 }
 
+# script_args TRAINER DEFAULT_CFG ARGS...: what a method script gets after its positional
+# arguments: an optional CFG (ARGS' first word, when configs/trainers/TRAINER/<it>.yaml exists;
+# else DEFAULT_CFG), then config options as KEY VALUE pairs (e.g. OPTIM.MAX_EPOCH 5), which go
+# to every train.py the script runs, after the script's own options, so that they win. Sets CFG
+# and OPTS; a word that is neither exits with an error naming it.
+script_args() {
+    local trainer=$1
+    CFG=$2
+    shift 2
+    if [ $# -gt 0 ] && [ -f "configs/trainers/${trainer}/$1.yaml" ]; then
+        CFG=$1
+        shift
+    elif [ $# -gt 0 ] && ! is_config_key "$1"; then
+        echo "error: '$1' is neither a config of ${trainer} (configs/trainers/${trainer}/$1.yaml) nor a config KEY" >&2
+        echo "  configs: $(cd "configs/trainers/${trainer}" && ls *.yaml | sed 's/\.yaml$//' | tr '\n' ' ')" >&2
+        echo "  options after the positional arguments are KEY VALUE pairs, e.g. OPTIM.MAX_EPOCH 5" >&2
+        exit 2
+    fi
+    check_opts "$@"
+}
+
+# check_opts ARGS...: ARGS as KEY VALUE pairs (sets OPTS), or an error naming the word out of place.
+check_opts() {
+    OPTS=("$@")
+    local i
+    for ((i = 0; i < ${#OPTS[@]}; i += 2)); do
+        if ! is_config_key "${OPTS[i]}"; then
+            echo "error: '${OPTS[i]}' stands where a config KEY goes: options after the positional arguments" \
+                "are KEY VALUE pairs (e.g. OPTIM.MAX_EPOCH 5 TRAINER.DEAR.ROLE_MAP roles.json)" >&2
+            exit 2
+        fi
+    done
+    if [ $((${#OPTS[@]} % 2)) -ne 0 ]; then
+        echo "error: config option ${OPTS[${#OPTS[@]} - 1]} has no VALUE: options come as KEY VALUE pairs" >&2
+        exit 2
+    fi
+}
+
+# is_config_key WORD: whether WORD reads as a config key (TASK, OPTIM.LR, TRAINER.MMRLpp.BETA, ...).
+is_config_key() {
+    [[ $1 =~ ^[A-Z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$ ]]
+}
+
 base2new_dir() {  # base2new_dir train_base|test_new TRAINER CFG DATASET SEED
     echo "${OUTPUT}/base2new/$1/$4/shots_${SHOTS}/$2/$3/seed$5"
 }

@@ -314,6 +314,19 @@ def test_mask_on_one_head_changes_only_that_head(tiny):
 
 
 @torch.no_grad()
+def test_capture_tokens_keeps_only_those_positions(tiny):
+    """The head analysis captures the class token alone: the same numbers as a full capture's first
+    position, without the [B, L, H, width] tensor per layer that made a ViT-B/16 analysis take 6 GB."""
+    x = images(tiny)
+    full = tiny.forward_image(x, TowerHooks(capture_heads={0, 1}))
+    cls = tiny.forward_image(x, TowerHooks(capture_heads={0, 1}, capture_tokens=slice(0, 1)))
+    for layer in (0, 1):
+        assert cls.head_outputs[layer].shape == (2, 1, 4, 64)
+        torch.testing.assert_close(cls.head_outputs[layer], full.head_outputs[layer][:, :1])
+    torch.testing.assert_close(cls.tokens, full.tokens)
+
+
+@torch.no_grad()
 def test_head_outputs_sum_to_attention_output(tiny):
     x = images(tiny)
     vis = tiny.forward_image(x, TowerHooks(capture_heads={0}))

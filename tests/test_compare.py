@@ -17,7 +17,7 @@ from comparison.tree import Method, Selection, method_labels
 from tests.manifests import whole_manifest
 
 REPO = Path(__file__).resolve().parents[1]
-B2N_HEADER = ("dataset,method,config,seeds,base_mean,base_std,new_mean,new_std,hm_of_means,hm_per_seed_mean,"
+B2N_HEADER = ("dataset,method,config,shots,seeds,base_mean,base_std,new_mean,new_std,hm_of_means,hm_per_seed_mean,"
               "hm_per_seed_std")
 
 
@@ -89,9 +89,9 @@ def test_base2new_rows_both_hm_conventions_and_average(b2n_tree):
 def test_base2new_markdown_table(b2n_tree, capsys):
     out, _ = run([b2n_tree, "--format", "md"], capsys)
     headers = [h.strip() for h in out.splitlines()[0].split("|")[1:-1]]
-    assert headers == ["dataset", "method", "Base", "New", "HM", "seeds"]
-    assert "| dtd           | CoOp         | 85.00 ± 5.00 | 50.00 ± 10.00 | 62.96 | 2       |" in out
-    assert "| average (1/2) | ZeroshotCLIP | 60.00 ± 0.00 | 70.00 ± 0.00  | 64.62 | 1       |" in out
+    assert headers == ["dataset", "method", "shots", "Base", "New", "HM", "seeds"]
+    assert "| dtd           | CoOp         | 16      | 85.00 ± 5.00 | 50.00 ± 10.00 | 62.96 | 2       |" in out
+    assert "| average (1/2) | ZeroshotCLIP | 16      | 60.00 ± 0.00 | 70.00 ± 0.00  | 64.62 | 1       |" in out
     assert "\n\n- HM = 2·B·N/(B+N) of the mean Base and mean New" in out  # a blank line ends the md table
     assert "  - base2new/test_new/dtd/shots_16/CoOp/cfg/seed3: not run (its train_base run exists)" in out
 
@@ -103,7 +103,7 @@ def test_base2new_csv_columns_and_values(b2n_tree, capsys):
     assert list(rows) == [("dtd", "CoOp"), ("dtd", "ZeroshotCLIP"), ("eurosat", "CoOp"),
                           ("average", "CoOp"), ("average", "ZeroshotCLIP")]
     assert rows["dtd", "CoOp"] == {
-        "dataset": "dtd", "method": "CoOp", "config": "cfg", "seeds": "2", "base_mean": "85.0000",
+        "dataset": "dtd", "method": "CoOp", "config": "cfg", "shots": "16", "seeds": "2", "base_mean": "85.0000",
         "base_std": "5.0000", "new_mean": "50.0000", "new_std": "10.0000", "hm_of_means": "62.9630",
         "hm_per_seed_mean": "61.9780", "hm_per_seed_std": "6.5934"}
     assert rows["average", "CoOp"]["hm_of_means"] == "64.3396" and rows["average", "CoOp"]["seeds"] == "2"
@@ -112,7 +112,7 @@ def test_base2new_csv_columns_and_values(b2n_tree, capsys):
 
 def test_reported_rows_are_added_and_marked(b2n_tree, capsys):
     out, _ = run([b2n_tree, "--format", "md", "--reported", "--methods", "CoOp", "MaPLe"], capsys)
-    assert "| average   | MaPLe (reported) | 82.28        | 75.14         | 78.55 |         |" in out
+    assert "| average   | MaPLe (reported) |         | 82.28        | 75.14         | 78.55 |         |" in out
     table = out.split("\n\n")[0]
     assert "CoOp (reported)" in table and "ZeroshotCLIP" not in table and "PromptSRC" not in table
     assert "- (reported): published numbers from comparison/reported_results.csv" in out
@@ -193,10 +193,10 @@ def test_cross_dataset_table(xd_tree, capsys):
     assert result.missing == ["ZeroshotCLIP: no dtd run (other methods have one)"]
     assert result.partial == ["ZeroshotCLIP: average over 1 of the 2 targets"]
     out, _ = run([xd_tree, "--protocol", "xd", "--format", "md"], capsys)
-    assert "| ZeroshotCLIP | 66.00 ± 0.00        | 93.00 ± 0.00 | -            | 93.00 ± 0.00 (1/2) | 1 " in out
+    assert "| ZeroshotCLIP | 16      | 66.00 ± 0.00        | 93.00 ± 0.00 | -            | 93.00 ± 0.00 (1/2) | 1 " in out
     out, _ = run([xd_tree, "--protocol", "xd", "--format", "csv"], capsys)
-    assert out.splitlines()[0] == "dataset,role,method,config,seeds,acc_mean,acc_std"
-    assert "imagenet,source,CoOp,cfg,2,71.0000,1.0000" in out and "average,average,CoOp,cfg,2,66.5000,1.5000" in out
+    assert out.splitlines()[0] == "dataset,role,method,config,shots,seeds,acc_mean,acc_std"
+    assert "imagenet,source,CoOp,cfg,16,2,71.0000,1.0000" in out and "average,average,CoOp,cfg,16,2,66.5000,1.5000" in out
 
 
 def test_domain_generalisation_table(xd_tree, capsys):
@@ -291,6 +291,61 @@ def test_report_holds_the_regenerate_command_table_notes_and_plot(b2n_tree, tmp_
     lines = text.splitlines()
     assert lines[0] == "# Tiny world" and lines[2] == "Regenerate with `bash make_it.sh`."
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| dtd ")]
-    assert ["dtd", "CoOp", "85.00 ± 5.00", "50.00 ± 10.00", "62.96", "2"] in cells
-    assert "- ± is the standard deviation over seeds (ddof 0, as CoOp's parse_test_res.py); seeds: the seeds found per cell." in lines
+    assert ["dtd", "CoOp", "16", "85.00 ± 5.00", "50.00 ± 10.00", "62.96", "2"] in cells
+    assert ("- ± is the standard deviation over seeds (ddof 0, as CoOp's parse_test_res.py); seeds: the seeds found "
+            "per cell; shots: training shots per class.") in lines
     assert lines[-1] == "![Tiny world](report.png)" and (tmp_path / "results" / "report.png").stat().st_size > 1000
+
+
+def text_boxes(fig):
+    """Window boxes of every visible, non-empty text of a drawn figure (ticks, titles, legend, notes)."""
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text().strip()]
+
+
+@pytest.mark.parametrize("protocol", ["base2new", "xd", "fewshot"])
+def test_plot_labels_never_overlap(tmp_path, protocol):
+    """Twelve methods with long names and near-identical results on eleven datasets: no text of the
+    figure overlaps another, and the legend covers no axes (labels at the points overlapped)."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from comparison.plot import plot_base2new, plot_fewshot, plot_transfer
+    from comparison.tree import DATASET_ORDER
+
+    methods = [f"Method{i} (vit_b16_c2_ep5_batch4)" for i in range(12)]
+    for i, method in enumerate(methods):
+        for dataset in DATASET_ORDER[:11]:
+            if protocol == "base2new":
+                b2n(tmp_path, "train_base", dataset, method, 1, 80 + 0.01 * i)
+                b2n(tmp_path, "test_new", dataset, method, 1, 70 + 0.01 * i)
+            elif protocol == "xd":
+                xd(tmp_path, "train" if dataset == "imagenet" else "test", dataset, method, 1, 60 + 0.01 * i)
+            else:
+                for shots in (1, 2, 4, 8, 16):
+                    fs(tmp_path, dataset, shots, method, 1, 50 + shots + 0.01 * i)
+    if protocol == "base2new":
+        fig = plot_base2new(base2new(tmp_path, Selection(), []))
+    elif protocol == "xd":
+        fig = plot_transfer(transfer(tmp_path, "xd", Selection(), []))
+    else:
+        fig = plot_fewshot(few_shot(tmp_path, Selection()))
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    boxes = text_boxes(fig)
+    assert sum(text in methods for text, _ in boxes) == 12  # every method is named once, in the legend
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1:]:
+            overlap = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0), min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+            assert min(overlap) <= 0.5, f"{a!r} overlaps {b!r}"
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            for other in fig.axes:
+                inner = other.get_window_extent(renderer)
+                lb = legend.get_window_extent(renderer)
+                assert min(lb.x1, inner.x1) - max(lb.x0, inner.x0) <= 0 or min(lb.y1, inner.y1) - max(lb.y0, inner.y0) <= 0

@@ -242,7 +242,8 @@ def reference_losses(model, clip, x, y):
         text = model.text_features()
         alpha = torch.softmax(model.fusion_weights, 0)
         feats = torch.cat([cls[:, None], attr], 1)
-        scale = clip.logit_scale.exp()
+        assert model.settings.logit_scale == 100.0  # vit_b16.yaml: MMRL++'s fixed scale
+        scale = 100.0
         per_path = [scale * F.normalize(feats[:, p], dim=-1) @ F.normalize(text, dim=-1).t() for p in range(6)]
         fused = sum(a * logits for a, logits in zip(alpha, per_path))
         frozen = clip.encode_image(x)  # frozen CLIP, the very same (augmented) images
@@ -377,10 +378,30 @@ def test_global_map_is_one_file_for_every_dataset_and_seed(data_root, tmp_path, 
     assert key["scope"] == {"kind": "global"} and key["weights"].startswith("sha256:") and key["images"]["count"] == 45
 
 
-def test_global_map_without_its_images_says_how_to_fix(data_root, tmp_path, cache):
-    with pytest.raises(FileNotFoundError, match=r"(?s)ROLE_MAP global analyses the heads on TRAINER.DEAR.ANALYSIS_IMAGES="
-                                                r"configs/datasets/imagenet.yaml \(split test.*Fix: get ImageNet"):
-        build(argv(data_root, tmp_path / "g", "global"))
+def test_global_map_without_its_images_says_how_to_fix_before_anything_loads(data_root, tmp_path, cache, monkeypatch,
+                                                                               capsys):
+    """No ImageNet: one error block, before the data or the model load, with the command lines that
+    work without it (another image folder, a role map file or URL); changing the data root is no fix."""
+    import trainers.dear.trainer as dear_trainer
+    from engine.cli import run_cli
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the data loaded before the role map's source was checked")
+
+    monkeypatch.setattr(dear_trainer.DeAR, "build_data_loader", loaded)
+    monkeypatch.setattr(dear_trainer.DeAR, "load_backbone", loaded)
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(main, argv(data_root, tmp_path / "g", "global", seed=3))
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: TRAINER.DEAR.ROLE_MAP global analyses the backbone's heads on "
+                          "TRAINER.DEAR.ANALYSIS_IMAGES configs/datasets/imagenet.yaml, split test (ImageNet's "
+                          "validation images), which cannot be read (ImageNet: dataset folder ")
+    run = "bash scripts/dear/base2new_train.sh caltech101 3"
+    for line in (f"{run} TRAINER.DEAR.ANALYSIS_IMAGES /path/to/photos", f"{run} TRAINER.DEAR.ROLE_MAP /path/to/roles.json",
+                 f"{run} TRAINER.DEAR.ROLE_MAP https://<host>/<map>.json TRAINER.DEAR.ROLE_MAP_SHA256 <its sha256>"):
+        assert line in err
+    assert "DATASET.ROOT" not in err and "--root" not in err and "Traceback" not in err
 
 
 def test_global_default_analyses_imagenet_validation_images(tmp_path, cache, capsys):

@@ -14,7 +14,8 @@ from PIL import Image
 import headroles.store as store
 from backbone import load_clip
 from headroles.analysis import AnalysisSettings
-from headroles.pool import DEFAULT_POOL
+from headroles.images import clip_transform
+from headroles.pool import DEFAULT_POOL, read_pool
 from headroles.store import AnalysisInput, cache_key, cache_path, cached_analysis
 
 ATTRS = ("color", "shape", "texture", "object", "position")
@@ -136,3 +137,94 @@ def test_parallel_requests_compute_once(clip, images, cache, computed):
     for t in threads:
         t.join()
     assert computed == [1] and len(set(results)) == 1 and len(results) == 3
+
+
+def test_the_cost_is_stated_and_both_phases_show_progress(clip, images, cache, capsys, monkeypatch):
+    monkeypatch.setenv("PROMPTLAB_PROGRESS_SECONDS", "0.001")
+    cached_analysis(clip, request(images), batch_size=2)
+    out = capsys.readouterr().out
+    assert "Head analysis: 8 images in batches of 2, layers [1, 2], 2761 texts from" in out
+    first_batch = next(line for line in out.splitlines() if line.startswith("Head analysis: about "))
+    assert " for 8 images on this device (" in first_batch and " s per image on the first batch of 2), then the text " \
+        "phase; peak memory " in first_batch and first_batch.endswith(" GB so far (it does not grow with the number of images)")
+    assert out.index(first_batch) < out.index("Head analysis, texts: ")  # before the rest of the work
+    assert "Head analysis, images: " in out and "Head analysis, texts: 11 batches in " in out
+
+
+def test_an_interrupted_analysis_resumes_from_its_saved_moments(clip, images, cache, capsys, monkeypatch):
+    import headroles.analysis as analysis
+
+    inp = request(images)
+    monkeypatch.setattr(analysis, "SAVE_SECONDS", 0.0)  # save after every batch
+    real = analysis.batch_contributions
+    seen = []
+
+    def failing(clip_, batch, layers):
+        seen.append(len(batch))
+        if len(seen) == 3:
+            raise KeyboardInterrupt  # stopped while the third batch runs
+        return real(clip_, batch, layers)
+
+    monkeypatch.setattr(analysis, "batch_contributions", failing)
+    with pytest.raises(KeyboardInterrupt):
+        cached_analysis(clip, inp, batch_size=2)
+    partial = cache_path(cache_key(inp)).with_suffix(".moments.pt")
+    assert partial.is_file() and not cache_path(cache_key(inp)).exists()
+    seen.clear()
+    monkeypatch.setattr(analysis, "batch_contributions", lambda *a: (seen.append(len(a[1])), real(*a))[1])
+    payload = json.loads(cached_analysis(clip, inp, batch_size=2).read_text())
+    assert seen == [2, 2]  # images 5-8 only
+    assert "resuming from the saved moments of 4 of 8 images" in capsys.readouterr().out
+    assert not partial.exists()
+    # the resumed analysis is the uninterrupted one
+    whole = analysis.run_analysis(clip, list(images), clip_transform(clip.image_size), read_pool(DEFAULT_POOL),
+                                  inp.settings, 2)
+    for a, b in zip(payload["heads"], whole["heads"]):
+        assert (a["layer"], a["head"], a["role"], [t["text"] for t in a["top_texts"]]) == \
+            (b["layer"], b["head"], b["role"], [t["text"] for t in b["top_texts"]])
+        assert a["entropy"] == pytest.approx(b["entropy"], abs=1e-9)
+
+
+def test_moments_saved_for_another_analysis_are_not_resumed(clip, images, cache, capsys, tmp_path):
+    from headroles.analysis import HeadMoments, MomentsFile
+
+    moments = HeadMoments(8, clip.embed_dim)
+    moments.add(torch.randn(3, 8, clip.embed_dim))
+    MomentsFile(tmp_path / "m.pt", "analysis A", every=0).save(moments, 3, force=True)
+    again = HeadMoments(8, clip.embed_dim)
+    assert MomentsFile(tmp_path / "m.pt", "analysis B").load(again) == 0 and again.count == 0
+    assert MomentsFile(tmp_path / "m.pt", "analysis A").load(again) == 3 and torch.equal(again.outer, moments.outer)
+
+
+def test_the_analysis_keeps_only_the_class_tokens_head_outputs(clip, images, cache, monkeypatch):
+    """What bounds its memory: per image and head one vector, not one per position (ViT-B/16: 197)."""
+    shapes = []
+    real = type(clip).forward_image
+
+    def spy(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        shapes.extend(tuple(t.shape) for t in out.head_outputs.values())
+        return out
+
+    monkeypatch.setattr(type(clip), "forward_image", spy)
+    cached_analysis(clip, request(images), batch_size=4)
+    assert shapes == [(4, 1, clip.vision_heads, clip.vision_width)] * 4  # 2 batches x 2 layers
+
+
+def test_a_live_analysis_keeps_its_moments_temp_file_while_a_dead_ones_goes(clip, images, cache):
+    """Another run's clean-up must not take the moments an analysis is writing (it holds the entry's
+    lock), and must take those a killed analysis left."""
+    from filelock import FileLock
+
+    inp = request(images)
+    path = cache_path(cache_key(inp))
+    path.parent.mkdir(parents=True)
+    live = path.parent / f".{path.name.removesuffix('.json')}.moments.pt.abc123.tmp"
+    live.write_bytes(b"half")
+    lock = FileLock(store.entry_lock(path.with_suffix(".moments.pt")))
+    assert store.entry_lock(path.with_suffix(".moments.pt")) == path.with_suffix(".lock")
+    with lock:
+        store.remove_interrupted_saves(path.parent, recursive=False, lock_of=store.entry_lock)
+        assert live.is_file()  # its writer holds the entry's lock
+    cached_analysis(clip, inp, batch_size=4)
+    assert not live.exists()  # nobody holds it now: a killed writer's

@@ -1,5 +1,6 @@
 """Concept Entropy on a synthetic backbone with planted heads, TextSpan against its full-space
 definition, roles and thresholds, clustering, the tool's outputs and errors."""
+import hashlib
 import json
 import math
 import os
@@ -109,7 +110,7 @@ def planted(tmp_path_factory):
 def test_planted_heads_get_their_roles(planted, capsys):
     clip, pool, images, tmp = planted
     args = tool.parse_args([
-        "--backbone", "planted", "--images", str(images), "--texts", pool.source, "--out", str(tmp / "roles.json"),
+        "--backbone", "tiny-test", "--random-init", "--images", str(images), "--texts", pool.source, "--out", str(tmp / "roles.json"),
         "--n-texts", "12", "--layers", "1-2", "--min-residual", "0.01", "--thresholds", "absolute", "--low", "0.3", "--high", "0.7", "--batch-size", "16",
         "--no-cache",
     ])
@@ -131,6 +132,11 @@ def test_planted_heads_get_their_roles(planted, capsys):
         assert png.size[0] > 300 and png.mode == "RGB"
     out = capsys.readouterr().out
     assert "H norm" in out and "attribute: color" in out and "Role map:" in out
+    # the map records the weights it was made on, and the tool prints the options that use a published copy
+    assert role_map.weights == "random-init:tiny-test" and list(payload)[:2] == ["backbone", "weights"]
+    sha = hashlib.sha256((tmp / "roles.json").read_bytes()).hexdigest()
+    assert out.rstrip().splitlines()[-1] == (f"  TRAINER.DEAR.ROLE_MAP https://<where you publish it>/roles.json "
+                                             f"TRAINER.DEAR.ROLE_MAP_SHA256 {sha}")
 
 
 def textspan_full_space(data, texts, n, rank):

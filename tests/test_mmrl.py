@@ -73,8 +73,8 @@ def official_image(clip, images, contexts, rep_layers, n, beta, proj_rep):
 
 
 def official_step(model, images, labels, alpha, reg_weight):
-    """CustomCLIP.forward + MMRL_Loss, with frozen CLIP (the zero-shot model) for the targets.
-    The logit scale is CLIP's logit_scale.exp() (the official 100 is OpenAI CLIP's value)."""
+    """CustomCLIP.forward + MMRL_Loss, with frozen CLIP (the zero-shot model) for the targets; the
+    official fixed logit scale 100 (the random-init CLIP here stores 14.3)."""
     clip, s, rep = model.clip, model.settings, model.representation
     rep_layers = [layer + 1 for layer in s.layers]
     beta = s.beta if s.shared else None
@@ -85,7 +85,7 @@ def official_step(model, images, labels, alpha, reg_weight):
     image, image_rep = official_image(clip, images, vision_ctx, rep_layers, s.n_tokens, beta, proj_rep)
     norm = lambda t: t / t.norm(dim=-1, keepdim=True)  # noqa: E731
     image, image_rep, text = norm(image), norm(image_rep), norm(text)
-    scale = clip.logit_scale.exp()
+    scale = 100.
     logits, logits_rep = scale * image @ text.t(), scale * image_rep @ text.t()
     with torch.no_grad():
         frozen_image = norm(official_image(clip, images, [], rep_layers, 0, None, None)[0])
@@ -101,8 +101,8 @@ def official_step(model, images, labels, alpha, reg_weight):
 
 def settings(kind, layers, rep_dim):
     if kind == "MMRL":
-        return MMRLSettings(n_tokens=5, layers=layers, rep_dim=rep_dim, alpha=0.7)
-    return MMRLSettings(n_tokens=5, layers=layers, rep_dim=rep_dim, alpha=0.7, beta=0.6, shared=True, res_rank=4,
+        return MMRLSettings(n_tokens=5, layers=layers, rep_dim=rep_dim, alpha=0.7, logit_scale=100.0)
+    return MMRLSettings(n_tokens=5, layers=layers, rep_dim=rep_dim, alpha=0.7, logit_scale=100.0, beta=0.6, shared=True, res_rank=4,
                         proj_rank=8)
 
 

@@ -40,7 +40,7 @@ def test_download_checks_the_file_and_textspan_names_it(source, tmp_path, capsys
 def test_a_wrong_download_or_a_foreign_file_is_never_kept(source, tmp_path, monkeypatch):
     other = tmp_path / "other.txt"
     other.write_bytes(POOL + b"An extra line\n")
-    with pytest.raises(DataError, match="has SHA-256 .*, not .*; nothing was written"):
+    with pytest.raises(DataError, match="its SHA-256 is .*, not the pinned .*; nothing was written"):
         download_tool.main(["--url", other.as_uri()])
     assert not (tmp_path / "cache" / "textspan").exists() or not any((tmp_path / "cache" / "textspan").iterdir())
     mine = tmp_path / "mine.txt"

@@ -1,7 +1,8 @@
 """Head roles by Concept Entropy (DeAR): TextSpan texts per deep vision head, concepts,
 entropy, roles. Computes a backbone's role map once, caches it in the user cache (where the
 DeAR trainer's ROLE_MAP global finds it: same backbone, images, texts and settings), prints the
-role table, and writes the JSON (+ heatmap PNG beside it) to --out if given.
+role table, and writes the JSON (+ heatmap PNG beside it) to --out if given. It ends with the options
+that use a published copy of the map (TRAINER.DEAR.ROLE_MAP <url> TRAINER.DEAR.ROLE_MAP_SHA256 <sha>).
 
   python tools/head_roles.py --backbone ViT-B/16 --images configs/datasets/imagenet.yaml --root $DATA \
       [--split test] [--out head_roles/ViT-B-16.json] [--texts POOL|textspan] [--cluster labels|hdbscan] \
@@ -23,10 +24,11 @@ from engine.cli import run_cli  # noqa: E402
 from engine.errors import UsageError  # noqa: E402
 from engine.io import atomic_write  # noqa: E402
 from headroles import textspan_pool  # noqa: E402
-from headroles.analysis import AnalysisSettings, default_layers, parse_layers, run_analysis  # noqa: E402
+from headroles.analysis import BATCH_SIZE, AnalysisSettings, default_layers, parse_layers, run_analysis  # noqa: E402
 from headroles.concepts import CLUSTERINGS, DEFAULT_EMBEDDER, WEIGHTINGS  # noqa: E402
 from headroles.images import clip_transform, evenly, image_paths  # noqa: E402
 from headroles.pool import DEFAULT_POOL, read_pool  # noqa: E402
+from headroles.published import publish_line  # noqa: E402
 from headroles.report import save_role_map, show  # noqa: E402
 from headroles.roles import THRESHOLD_MODES  # noqa: E402
 from headroles.store import AnalysisInput, cached_analysis  # noqa: E402
@@ -64,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--thresholds", default="tertiles", choices=THRESHOLD_MODES)
     p.add_argument("--low", type=float, default=0.4, help="absolute: normalised entropy <= low is Attribute")
     p.add_argument("--high", type=float, default=0.7, help="absolute: normalised entropy >= high is Generalization")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                   help=f"images per forward pass (default {BATCH_SIZE}: under 2 GB on ViT-B/16; more on a GPU is faster)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     if (args.no_cache or args.random_init) and not args.out:
@@ -86,12 +89,15 @@ def run(clip: ClipBackbone, args: argparse.Namespace) -> dict:
     or --random-init, computed afresh; written to --out when given."""
     settings, pool = settings_from(args, clip), textspan_pool.resolve(args.texts)
     paths = evenly(image_paths(args.images, args.root, args.split, args.subsample), args.max_images)
+    weights = weights_fingerprint(args.backbone, not args.random_init)
     if args.no_cache or args.random_init:
         payload = run_analysis(clip, paths, clip_transform(clip.image_size), read_pool(pool), settings, args.batch_size)
+        payload = {"backbone": payload["backbone"], "weights": weights, **payload}
         show(payload)
         save_role_map(payload, args.out)
+        print_publish_line(Path(args.out))
         return payload
-    inp = AnalysisInput(args.backbone, weights_fingerprint(args.backbone), tuple(paths), pool, settings, {"kind": "global"})
+    inp = AnalysisInput(args.backbone, weights, tuple(paths), pool, settings, {"kind": "global"})
     cached = cached_analysis(clip, inp, args.batch_size)
     payload = json.loads(cached.read_text())
     show(payload)
@@ -99,7 +105,14 @@ def run(clip: ClipBackbone, args: argparse.Namespace) -> dict:
         for src, dest in ((cached.with_suffix(".png"), Path(args.out).with_suffix(".png")), (cached, Path(args.out))):
             atomic_write(dest, lambda tmp, src=src: shutil.copyfile(src, tmp))
         print(f"Role map: {args.out} (a copy of the cached {cached})")
+    print_publish_line(Path(args.out) if args.out else cached)
     return payload
+
+
+def print_publish_line(path: Path) -> None:
+    """What users of a published copy of the map give DeAR (its bytes pinned by their SHA-256)."""
+    print(f"To share this map, publish {path} and give its users the options (every run then reads these bytes):\n"
+          f"  {publish_line(path)}")
 
 
 def main(argv=None) -> dict:

@@ -3,7 +3,6 @@ cross-entropy training, class text features encoded once per evaluation, and fro
 features reused across evaluations (TEST.FEATURE_CACHE)."""
 from __future__ import annotations
 
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -13,13 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from backbone import ClipBackbone, load_clip
-from tqdm import tqdm
-
 from backbone.precision import amp_note, autocast, cpu_amp_dtype, grad_scaler
 from engine.checkpoint import load_checkpoint, load_learnable_state
 from engine.data.samplers import ShardSampler
 from engine.errors import ConfigError
 from engine.feature_cache import FeatureCache, image_list_signature
+from engine.progress import progress
 from engine.trainer import TrainerX
 
 PRECISIONS = ("fp16", "fp32", "amp")
@@ -190,7 +188,7 @@ class ClipTrainer(TrainerX):
     def encode_frozen(self, loader) -> torch.Tensor:
         """The frozen image features of every image, batch by batch as an evaluation computes them."""
         features = []
-        for batch in tqdm(loader, file=sys.__stderr__, disable=not sys.__stdout__.isatty()):
+        for batch in progress(loader, "Image features"):
             images, _ = self.parse_batch_test(batch)
             with torch.no_grad(), self.autocast():
                 features.append(self.model.frozen_image_features(images))

@@ -17,8 +17,10 @@ trainers/config.py, configs/trainers/MMRL*/, scripts/mmrl*/):
     hand-written template))];
   - evaluation by TASK (representation.scores_fused); per-dataset settings from the official
     trainers/config.py, merged after the config files and before the command line.
-Ours, not the official code's: the logit scale is CLIP's own logit_scale.exp() (the official
-hard-codes 100, which is what OpenAI's CLIP stores); frozen CLIP is the same backbone run without
+The logits are scaled by LOGIT_SCALE, the official fixed 100 by default (OpenAI's CLIP stores
+exp(logit_scale) = 100, so there the two agree; other checkpoints store their own, e.g. 14.3 for a
+random init); LOGIT_SCALE 0 takes the checkpoint's logit_scale.exp() (the tiny-attr configs, whose
+model learned its own). Ours, not the official code's: frozen CLIP is the same backbone run without
 hooks (the official loads a second copy); the frozen text features are encoded at the first
 training step (eval-only runs skip them).
 """
@@ -36,7 +38,8 @@ from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
 from trainers.common import ClipTrainer, TextClassifier, accuracy
 from trainers.representation import (
-    TASKS, FrozenTextPrefix, RepresentationSpace, representation_features, residual_factors, scores_fused, token_hook,
+    TASKS, FrozenTextPrefix, RepresentationSpace, logit_scale, representation_features, residual_factors, scores_fused,
+    token_hook,
 )
 from trainers.templates import class_prompts
 
@@ -76,6 +79,7 @@ class MMRLSettings:
     shared: bool = False  # MMRL: an independent map per layer; MMRL++: shared + low-rank residuals
     res_rank: int = 0
     proj_rank: int = 0  # 0: MMRL's learnable projection; > 0: MMRL++'s frozen one + low-rank residual
+    logit_scale: float = 0.0  # the logits' scale; 0: the checkpoint's logit_scale.exp()
 
 
 @dataclass
@@ -153,7 +157,7 @@ class MMRLCLIP(TextClassifier):
     # ---- logits ------------------------------------------------------------------------
     def outputs(self, images: Tensor, text: Tensor, prefix: Tensor | None = None) -> MMRLOutput:
         cls, rep = self.image_features(images, prefix)
-        scale = self.clip.logit_scale.exp()
+        scale = logit_scale(self.clip, self.settings.logit_scale)
         image, rep = F.normalize(cls.float(), dim=-1), F.normalize(rep.float(), dim=-1)
         logits, logits_rep = scale * image @ text.t(), scale * rep @ text.t()
         alpha = self.settings.alpha
@@ -226,7 +230,8 @@ class MMRL(ClipTrainer):
     CONFIG_NODE = "MMRL"
     DEFAULT_PREC = "amp"
     CONFIG = {"ALPHA": 0.7, "REG_WEIGHT": 1.0, "N_REP_TOKENS": 5, "REP_LAYERS": [6, 7, 8, 9, 10, 11, 12],
-              "REP_DIM": 512, "PREC": "amp"}
+              "REP_DIM": 512, "PREC": "amp",
+              "LOGIT_SCALE": 100.0}  # the official fixed scale; 0 = the checkpoint's logit_scale.exp()
     SWEEP_CONFIGS = {"base2new": "vit_b16", "base2new:imagenet": "vit_b16_imagenet", "xd": "vit_b16_cross_datasets",
                      "fewshot": "vit_b16_few_shot", "fewshot:imagenet": "vit_b16_imagenet", "tiny": "tiny_ep10_batch4"}
     # What the official cross-dataset scripts add on the command line.
@@ -255,13 +260,17 @@ class MMRL(ClipTrainer):
         super().check_cfg(cfg)
         c = cfg.TRAINER[self.CONFIG_NODE]
         self.dataset_settings(cfg.TASK, cfg.DATASET.NAME)  # validates TASK
+        if c.LOGIT_SCALE < 0:
+            raise ConfigError(f"TRAINER.{self.CONFIG_NODE}.LOGIT_SCALE must be > 0 (a fixed scale, officially 100) or 0 "
+                              f"(the checkpoint's logit_scale.exp()), got {c.LOGIT_SCALE}")
         if not 0 <= c.ALPHA <= 1 or c.N_REP_TOKENS < 1 or c.REP_DIM < 1:
             raise ConfigError(f"TRAINER.{self.CONFIG_NODE}: ALPHA must be in [0, 1], N_REP_TOKENS and REP_DIM >= 1; "
                               f"got {c.ALPHA}, {c.N_REP_TOKENS}, {c.REP_DIM}")
 
     def settings(self, layers: tuple[int, ...]) -> MMRLSettings:
         c = self.cfg.TRAINER.MMRL
-        return MMRLSettings(n_tokens=c.N_REP_TOKENS, layers=layers, rep_dim=c.REP_DIM, alpha=c.ALPHA)
+        return MMRLSettings(n_tokens=c.N_REP_TOKENS, layers=layers, rep_dim=c.REP_DIM, alpha=c.ALPHA,
+                            logit_scale=c.LOGIT_SCALE)
 
     def report_dataset_settings(self) -> None:
         cfg, node = self.cfg, self.cfg.TRAINER[self.CONFIG_NODE]
@@ -336,4 +345,4 @@ class MMRLpp(MMRL):
     def settings(self, layers: tuple[int, ...]) -> MMRLSettings:
         c = self.cfg.TRAINER.MMRLpp
         return MMRLSettings(n_tokens=c.N_REP_TOKENS, layers=layers, rep_dim=c.REP_DIM, alpha=c.ALPHA, beta=c.BETA,
-                            shared=True, res_rank=c.RES_LORA_DIM, proj_rank=c.PROJ_LORA_DIM)
+                            shared=True, res_rank=c.RES_LORA_DIM, proj_rank=c.PROJ_LORA_DIM, logit_scale=c.LOGIT_SCALE)

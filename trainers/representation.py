@@ -14,7 +14,8 @@ Official code (yunncheng/MMRL, `trainers/mmrl*.py`, `clip/model_mmrl*.py`):
     projection (MMRL: learnable, N(0, width^-1/2); MMRL++: the frozen projection plus a low-rank
     residual);
   - evaluation scores base classes with the fused logits and new classes with the class-token
-    logits (decoupled inference), by the TASK key (`scores_fused`).
+    logits (decoupled inference), by the TASK key (`scores_fused`);
+  - the logits are 100 * cosine (`logit_scale`: LOGIT_SCALE 100., or 0 for the checkpoint's own).
 DeAR uses the latent, the shared-residual aligners and the token hook (its tokens enter after
 the patch tokens, one per attribute).
 """
@@ -145,6 +146,12 @@ def representation_features(clip: ClipBackbone, states: Tensor, position: int, n
     averaged over the tokens, times `projection` [width, embed_dim] (the official x_rep)."""
     tokens = clip.image_norm(states[:, position:position + n])
     return tokens.mean(dim=1) @ projection.to(tokens.dtype)
+
+
+def logit_scale(clip: ClipBackbone, fixed: float) -> Tensor | float:
+    """The logits' scale (LOGIT_SCALE): `fixed` (the official MMRL code's 100.), or with 0 the
+    checkpoint's logit_scale.exp() (100 on OpenAI's weights; a random init's 14.3, tiny-attr's own)."""
+    return fixed if fixed > 0 else clip.logit_scale.exp()
 
 
 def scores_fused(task: str, subsample: str, dataset: str) -> bool:

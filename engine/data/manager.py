@@ -7,6 +7,8 @@ give each rank a contiguous shard of the split; the evaluator gathers the predic
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset
@@ -51,8 +53,21 @@ class DatasetWrapper(Dataset):
         }
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its affinity: a SLURM allocation, taskset, a container)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def num_workers(cfg) -> int:
+    """DATALOADER.NUM_WORKERS, at most one per available core (more only contend for them)."""
+    return min(cfg.DATALOADER.NUM_WORKERS, available_cores())
+
+
 def loader_args(cfg) -> dict:
-    return {"num_workers": cfg.DATALOADER.NUM_WORKERS, "pin_memory": torch.cuda.is_available() and cfg.USE_CUDA}
+    return {"num_workers": num_workers(cfg), "pin_memory": torch.cuda.is_available() and cfg.USE_CUDA}
 
 
 def check_sampler(sampler: str) -> None:
@@ -103,6 +118,9 @@ class DataManager:
         self.num_classes = d.num_classes
         self.lab2cname = d.lab2cname
         self.show_summary(cfg)
+        if num_workers(cfg) < cfg.DATALOADER.NUM_WORKERS:
+            print(f"Data-loader workers: {num_workers(cfg)} (DATALOADER.NUM_WORKERS {cfg.DATALOADER.NUM_WORKERS}, "
+                  f"capped at the {available_cores()} cores available)")
 
     def show_summary(self, cfg) -> None:
         d = self.dataset

@@ -1,6 +1,12 @@
 #!/bin/bash
-# CoCoOp base-to-new, training on the base classes: bash scripts/cocoop/base2new_train.sh DATASET SEED [CFG]
+# CoCoOp base-to-new, training on the base classes:
+#   bash scripts/cocoop/base2new_train.sh DATASET SEED [CFG] [KEY VALUE ...]
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. OPTIM.MAX_EPOCH 5.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-base2new_train CoCoOp "${3:-vit_b16_c4_ep10_batch1_ctxv1}" "$1" "$2"
+DATASET=$1
+SEED=$2
+shift 2
+script_args CoCoOp "vit_b16_c4_ep10_batch1_ctxv1" "$@"
+base2new_train CoCoOp "${CFG}" "${DATASET}" "${SEED}" "${OPTS[@]}"

@@ -1,6 +1,12 @@
 #!/bin/bash
-# CoCoOp cross-dataset/domain, the ImageNet model (last epoch of CFG) on DATASET: bash scripts/cocoop/xd_test.sh DATASET SEED [CFG]
+# CoCoOp cross-dataset/domain, the ImageNet model (last epoch of its run) on DATASET:
+#   bash scripts/cocoop/xd_test.sh DATASET SEED [CFG] [KEY VALUE ...]
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. OPTIM.MAX_EPOCH 5.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-xd_test CoCoOp "${3:-vit_b16_c4_ep10_batch1_ctxv1}" "$1" "$2"
+DATASET=$1
+SEED=$2
+shift 2
+script_args CoCoOp "vit_b16_c4_ep10_batch1_ctxv1" "$@"
+xd_test CoCoOp "${CFG}" "${DATASET}" "${SEED}" "${OPTS[@]}"

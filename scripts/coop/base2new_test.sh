@@ -1,6 +1,12 @@
 #!/bin/bash
-# CoOp base-to-new (test on the new classes): bash scripts/coop/base2new_test.sh DATASET SEED [CFG]
+# CoOp base-to-new, the base-trained model (last epoch of its run) on the new classes:
+#   bash scripts/coop/base2new_test.sh DATASET SEED [CFG] [KEY VALUE ...]
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. OPTIM.MAX_EPOCH 5.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-base2new_test CoOp "${3:-vit_b16_ep50_ctxv1}" "$1" "$2"
+DATASET=$1
+SEED=$2
+shift 2
+script_args CoOp "vit_b16_ep50_ctxv1" "$@"
+base2new_test CoOp "${CFG}" "${DATASET}" "${SEED}" "${OPTS[@]}"

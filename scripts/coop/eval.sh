@@ -1,6 +1,7 @@
 #!/bin/bash
 # Evaluate CoOp models trained on ImageNet (16 shots) on DATASET, seeds 1-3:
-# bash scripts/coop/eval.sh DATASET CFG   (loads the last epoch of CFG, read from its yaml)
+# bash scripts/coop/eval.sh DATASET CFG [KEY VALUE ...]   (loads the last epoch of CFG, read from its yaml)
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. DATALOADER.TEST.BATCH_SIZE 50.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
@@ -12,6 +13,8 @@ CSC=False
 CTP=end
 DATASET=$1
 CFG=$2
+shift 2
+check_opts "$@"
 LOAD_EPOCH=$(max_epoch "configs/trainers/${TRAINER}/${CFG}.yaml")
 
 for SEED in ${SEEDS:-1 2 3}; do
@@ -25,5 +28,6 @@ for SEED in ${SEEDS:-1 2 3}; do
         --eval-only \
         TRAINER.COOP.N_CTX "${NCTX}" \
         TRAINER.COOP.CSC "${CSC}" \
-        TRAINER.COOP.CLASS_TOKEN_POSITION "${CTP}"
+        TRAINER.COOP.CLASS_TOKEN_POSITION "${CTP}" \
+        "${OPTS[@]}"
 done

@@ -10,6 +10,7 @@ source scripts/common.sh
 DATASET=$1
 SEED=$2
 shift 2
+check_opts "$@"
 DEAR_CFG=tiny_ep10_batch4
 DEAR_TAG=${DEAR_TAG:-${DEAR_CFG}}
 
@@ -20,8 +21,8 @@ base2new_test CoOp tiny_ep10 "${DATASET}" "${SEED}"
 DEAR_DIR=$(base2new_dir train_base DeAR "${DEAR_TAG}" "${DATASET}" "${SEED}")
 run_job "${DEAR_DIR}" --seed "${SEED}" --trainer DeAR \
     --dataset-config-file "configs/datasets/${DATASET}.yaml" --config-file "configs/trainers/DeAR/${DEAR_CFG}.yaml" \
-    DATASET.NUM_SHOTS "${SHOTS}" DATASET.SUBSAMPLE_CLASSES base "$@"
+    DATASET.NUM_SHOTS "${SHOTS}" DATASET.SUBSAMPLE_CLASSES base "${OPTS[@]}"
 run_job "$(base2new_dir test_new DeAR "${DEAR_TAG}" "${DATASET}" "${SEED}")" --seed "${SEED}" --trainer DeAR \
     --dataset-config-file "configs/datasets/${DATASET}.yaml" --config-file "configs/trainers/DeAR/${DEAR_CFG}.yaml" \
     --model-dir "${DEAR_DIR}" --load-epoch "$(trained_epoch "${DEAR_DIR}" "configs/trainers/DeAR/${DEAR_CFG}.yaml")" --eval-only \
-    DATASET.NUM_SHOTS "${SHOTS}" DATASET.SUBSAMPLE_CLASSES new TRAINER.DEAR.ROLE_MAP "${DEAR_DIR}/role_map.json" "$@"
+    DATASET.NUM_SHOTS "${SHOTS}" DATASET.SUBSAMPLE_CLASSES new TRAINER.DEAR.ROLE_MAP "${DEAR_DIR}/role_map.json" "${OPTS[@]}"

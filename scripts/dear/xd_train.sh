@@ -1,6 +1,10 @@
 #!/bin/bash
-# DeAR cross-dataset, training on ImageNet (all classes, 16 shots): bash scripts/dear/xd_train.sh SEED [CFG]
+# DeAR cross-dataset, training on ImageNet (all classes, 16 shots): bash scripts/dear/xd_train.sh SEED [CFG] [KEY VALUE ...]
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. OPTIM.MAX_EPOCH 5.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-xd_train DeAR "${2:-vit_b16_cross_datasets}" "$1" TASK CD
+SEED=$1
+shift
+script_args DeAR vit_b16_cross_datasets "$@"
+xd_train DeAR "${CFG}" "${SEED}" TASK CD "${OPTS[@]}"

@@ -1,6 +1,12 @@
 #!/bin/bash
-# IVLP base-to-new, training on the base classes: bash scripts/ivlp/base2new_train.sh DATASET SEED [CFG]
+# IVLP base-to-new, training on the base classes:
+#   bash scripts/ivlp/base2new_train.sh DATASET SEED [CFG] [KEY VALUE ...]
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. OPTIM.MAX_EPOCH 5.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-base2new_train IVLP "${3:-vit_b16_c2_ep5_batch4_2+2ctx}" "$1" "$2"
+DATASET=$1
+SEED=$2
+shift 2
+script_args IVLP "vit_b16_c2_ep5_batch4_2+2ctx" "$@"
+base2new_train IVLP "${CFG}" "${DATASET}" "${SEED}" "${OPTS[@]}"

@@ -1,6 +1,11 @@
 #!/bin/bash
-# MaPLe cross-dataset, training on all ImageNet classes (SHOTS, default 16 shots): bash scripts/maple/xd_train.sh SEED [CFG]
+# MaPLe cross-dataset, training on all ImageNet classes (SHOTS, default 16 shots):
+#   bash scripts/maple/xd_train.sh SEED [CFG] [KEY VALUE ...]
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. OPTIM.MAX_EPOCH 5.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-xd_train MaPLe "${2:-vit_b16_c2_ep5_batch4_2ctx_cross_datasets}" "$1"
+SEED=$1
+shift
+script_args MaPLe "vit_b16_c2_ep5_batch4_2ctx_cross_datasets" "$@"
+xd_train MaPLe "${CFG}" "${SEED}" "${OPTS[@]}"

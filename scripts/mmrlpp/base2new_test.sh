@@ -1,8 +1,12 @@
 #!/bin/bash
-# MMRL++ base-to-new, the base-trained model (last epoch of CFG) on the new classes, scored by the
-# class features alone (TASK B2N): bash scripts/mmrlpp/base2new_test.sh DATASET SEED [CFG]
+# MMRL++ base-to-new, the base-trained model (last epoch of its run) on the new classes, scored by the
+# class features alone (TASK B2N): bash scripts/mmrlpp/base2new_test.sh DATASET SEED [CFG] [KEY VALUE ...]
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. OPTIM.MAX_EPOCH 5.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-CFG=${3:-$([ "$1" = imagenet ] && echo vit_b16_imagenet || echo vit_b16)}
-base2new_test MMRLpp "${CFG}" "$1" "$2" TASK B2N
+DATASET=$1
+SEED=$2
+shift 2
+script_args MMRLpp "$([ "${DATASET}" = imagenet ] && echo vit_b16_imagenet || echo vit_b16)" "$@"
+base2new_test MMRLpp "${CFG}" "${DATASET}" "${SEED}" TASK B2N "${OPTS[@]}"

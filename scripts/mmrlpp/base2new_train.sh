@@ -1,8 +1,12 @@
 #!/bin/bash
-# MMRL++ base-to-new, training on the base classes: bash scripts/mmrlpp/base2new_train.sh DATASET SEED [CFG]
+# MMRL++ base-to-new, training on the base classes: bash scripts/mmrlpp/base2new_train.sh DATASET SEED [CFG] [KEY VALUE ...]
 # CFG defaults to vit_b16 (vit_b16_imagenet for imagenet); the official per-dataset settings apply.
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. OPTIM.MAX_EPOCH 5.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-CFG=${3:-$([ "$1" = imagenet ] && echo vit_b16_imagenet || echo vit_b16)}
-base2new_train MMRLpp "${CFG}" "$1" "$2" TASK B2N
+DATASET=$1
+SEED=$2
+shift 2
+script_args MMRLpp "$([ "${DATASET}" = imagenet ] && echo vit_b16_imagenet || echo vit_b16)" "$@"
+base2new_train MMRLpp "${CFG}" "${DATASET}" "${SEED}" TASK B2N "${OPTS[@]}"

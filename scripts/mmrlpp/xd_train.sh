@@ -1,6 +1,10 @@
 #!/bin/bash
-# MMRL++ cross-dataset, training on ImageNet (all classes, 16 shots): bash scripts/mmrlpp/xd_train.sh SEED [CFG]
+# MMRL++ cross-dataset, training on ImageNet (all classes, 16 shots): bash scripts/mmrlpp/xd_train.sh SEED [CFG] [KEY VALUE ...]
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. OPTIM.MAX_EPOCH 5.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-xd_train MMRLpp "${2:-vit_b16_cross_datasets}" "$1" TASK CD
+SEED=$1
+shift
+script_args MMRLpp vit_b16_cross_datasets "$@"
+xd_train MMRLpp "${CFG}" "${SEED}" TASK CD "${OPTS[@]}"

@@ -1,6 +1,12 @@
 #!/bin/bash
-# PromptSRC base-to-new, the base-trained model (last epoch of CFG) on the new classes: bash scripts/promptsrc/base2new_test.sh DATASET SEED [CFG]
+# PromptSRC base-to-new, the base-trained model (last epoch of its run) on the new classes:
+#   bash scripts/promptsrc/base2new_test.sh DATASET SEED [CFG] [KEY VALUE ...]
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. OPTIM.MAX_EPOCH 5.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-base2new_test PromptSRC "${3:-vit_b16_c2_ep20_batch4_4+4ctx}" "$1" "$2"
+DATASET=$1
+SEED=$2
+shift 2
+script_args PromptSRC "vit_b16_c2_ep20_batch4_4+4ctx" "$@"
+base2new_test PromptSRC "${CFG}" "${DATASET}" "${SEED}" "${OPTS[@]}"

@@ -1,6 +1,12 @@
 #!/bin/bash
-# PromptSRC base-to-new, training on the base classes: bash scripts/promptsrc/base2new_train.sh DATASET SEED [CFG]
+# PromptSRC base-to-new, training on the base classes:
+#   bash scripts/promptsrc/base2new_train.sh DATASET SEED [CFG] [KEY VALUE ...]
+# KEY VALUE ...: config options for train.py, after the script's own (they win), e.g. OPTIM.MAX_EPOCH 5.
 set -e
 cd "$(dirname "$0")/../.."
 source scripts/common.sh
-base2new_train PromptSRC "${3:-vit_b16_c2_ep20_batch4_4+4ctx}" "$1" "$2"
+DATASET=$1
+SEED=$2
+shift 2
+script_args PromptSRC "vit_b16_c2_ep20_batch4_4+4ctx" "$@"
+base2new_train PromptSRC "${CFG}" "${DATASET}" "${SEED}" "${OPTS[@]}"

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from backbone import ClipBackbone, TowerHooks
-from trainers.representation import FrozenTextPrefix, RepresentationSpace, residual_factors, token_hook
+from trainers.representation import FrozenTextPrefix, RepresentationSpace, logit_scale, residual_factors, token_hook
 
 FUSIONS = ("learned", "cls", "mmrl")
 
@@ -31,6 +31,7 @@ class DeARSettings:
     attr_proj_rank: int = 0
     fusion: str = "learned"
     fusion_cls_init: float = 0.7
+    logit_scale: float = 0.0  # the logits' scale; 0: the checkpoint's logit_scale.exp()
 
     @property
     def n_attr(self) -> int:
@@ -165,7 +166,7 @@ class DeARCLIP(nn.Module):
     def path_logits(self, cls: Tensor, attr: Tensor | None, text: Tensor) -> Tensor:
         image = cls[:, None] if attr is None else torch.cat([cls[:, None], attr], dim=1)
         image = F.normalize(image.float(), dim=-1)
-        return self.clip.logit_scale.exp() * image @ F.normalize(text.float(), dim=-1).t()
+        return logit_scale(self.clip, self.settings.logit_scale) * image @ F.normalize(text.float(), dim=-1).t()
 
     def forward_train(self, images: Tensor, prefix: Tensor | None = None, share_prefix: bool = True) -> DeAROutput:
         """Training outputs; `prefix`: the images' frozen states below J (`image_prefix`),

@@ -37,13 +37,17 @@ where those are silent, each a config key, listed in docs/DEAR.md.
   - ATTR_PROJ_RANK 0: one learnable projection shared by all attribute tokens, a full copy of
     CLIP's (> 0: MMRL++'s frozen projection plus a low-rank residual);
   - FUSION_CLS_INIT 0.7: alpha starts at MMRL++'s CLS weight, the rest split evenly;
-  - LAMBDA_REG 1.0 (MMRL++'s REG_WEIGHT), LAMBDA_FUSION 0.1; the regulariser's f_cls^CLIP is
-    the frozen CLIP image feature of the same augmented image, t^CLIP the template's feature;
+  - DATASET_SETTINGS mmrlpp: BETA and LAMBDA_REG per dataset and TASK from MMRL++'s official table
+    (trainers/mmrl.py: its BETA and REG_WEIGHT), merged after the config files and before the command
+    line; elsewhere (and with DATASET_SETTINGS none) the config's BETA 0.9 and LAMBDA_REG 1.0 (MMRL++'s
+    defaults); LAMBDA_FUSION 0.1; the regulariser's f_cls^CLIP is the frozen CLIP image feature of the
+    same augmented image, t^CLIP the template's feature;
+  - LOGIT_SCALE 100.: the official MMRL++ code's fixed scale (0: the checkpoint's logit_scale.exp());
   - FUSION mmrl: evaluation by MMRL's decoupled-inference rule on TASK (trainers/representation.py:
     fused on base classes, few-shot and the ImageNet source; CLS alone on new classes and
     cross-dataset targets);
-  - recipe (configs): AdamW, lr 1e-3, cosine, one constant warmup epoch at 1e-5, 10 epochs
-    (5 for ImageNet), batch 4, RRCROP_SCALE (0.5, 1), PREC amp;
+  - recipe (configs): MMRL++'s: AdamW, lr 1e-3, cosine, one constant warmup epoch at 1e-5, 10 epochs
+    and batch 4 (ImageNet: 5 epochs, batch 32), RRCROP_SCALE (0.5, 1), PREC amp;
   - ROLE_MAP global on ANALYSIS_IMAGES = ImageNet's validation images (TextSpan's reference code
     analyses those; the paper does not say which images it used), our labelled pool and
     ANALYSIS_CLUSTER labels by default (`textspan` + `hdbscan` is the paper's reading),
@@ -64,16 +68,19 @@ from engine.io import atomic_write
 from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
 from headroles.concepts import CLUSTERINGS, WEIGHTINGS
-from headroles.rolemap import HOW_TO_MAKE, RoleMap, read_role_map
+from headroles.rolemap import HOW_TO_MAKE, RoleMap, check_weights, read_role_map
 from headroles.roles import THRESHOLD_MODES
 from trainers.common import ClipTrainer, accuracy
 from trainers.dear.masks import ATTR_ATTENTIONS, MASK_MODES, role_masks
-from trainers.dear.role_source import role_map_file
+from trainers.dear.role_source import check_source, role_map_file
 from trainers.dear.model import FUSIONS, DeARCLIP, DeAROutput, DeARSettings
+from trainers.mmrl import MMRLPP_DATASET_SETTINGS
 from trainers.representation import scores_fused
 from trainers.templates import class_prompts
 
 FIRST_MASKED_LAYERS = ("J", "J+1")
+DATASET_SETTINGS = ("mmrlpp", "none")
+MMRLPP_TO_DEAR = {"BETA": "BETA", "REG_WEIGHT": "LAMBDA_REG"}
 ROLE_MAP_COPY = "role_map.json"
 
 
@@ -123,7 +130,8 @@ class DeAR(ClipTrainer):
     DEFAULT_PREC = "amp"
     CONFIG = {
         "PREC": "amp",
-        "ROLE_MAP": "global",  # global (the backbone's map) | auto (this run's training images) | a JSON path
+        "ROLE_MAP": "global",  # global (the backbone's map) | auto (this run's training images) | a JSON path or URL
+        "ROLE_MAP_SHA256": "",  # the SHA-256 a role map file must have; required for an https:// or file:// URL
         "ANALYSIS_IMAGES": "configs/datasets/imagenet.yaml",  # global: a dataset config (under DATASET.ROOT) or a folder
         "ANALYSIS_SPLIT": "test",  # of a dataset config; ImageNet's test split is its validation images
         "ANALYSIS_MAX_IMAGES": 0,  # spread evenly over the images; 0 = all
@@ -140,6 +148,8 @@ class DeAR(ClipTrainer):
         "FIRST_MASKED_LAYER": "J",  # J | J+1
         "FUSION": "learned",  # learned | cls | mmrl
         "FUSION_CLS_INIT": 0.7,
+        "DATASET_SETTINGS": "mmrlpp",  # mmrlpp: BETA, LAMBDA_REG per dataset from MMRL++'s table | none
+        "LOGIT_SCALE": 100.0,  # MMRL++'s fixed scale; 0 = the checkpoint's logit_scale.exp()
         "LAMBDA_REG": 1.0,
         "LAMBDA_FUSION": 0.1,
         "BETA": 0.9,
@@ -150,6 +160,7 @@ class DeAR(ClipTrainer):
         "RES_LORA_DIM": 4,
         "ATTR_PROJ_RANK": 0,
     }
+    EVAL_SILENT_KEYS = ("ROLE_MAP", "ANALYSIS_")  # evaluations use the map the weights were trained with
     SWEEP_CONFIGS = {"base2new": "vit_b16", "base2new:imagenet": "vit_b16_imagenet", "xd": "vit_b16_cross_datasets",
                      "fewshot": "vit_b16_few_shot", "fewshot:imagenet": "vit_b16_imagenet", "tiny": "tiny_ep10_batch4"}
 
@@ -161,6 +172,43 @@ class DeAR(ClipTrainer):
         task = {"xd_train": ["TASK", "CD"], "xd_test": ["TASK", "CD"], "few_shot": ["TASK", "FS"]}.get(step, [])
         return task + role_map if step.endswith("_test") else task
 
+    @classmethod
+    def dataset_settings(cls, cfg) -> dict[str, float]:
+        """DATASET_SETTINGS mmrlpp: MMRL++'s official BETA and REG_WEIGHT for the run's dataset and TASK,
+        as DeAR's BETA and LAMBDA_REG ({} for a dataset the table lacks, or with none)."""
+        c = cfg.TRAINER.DEAR
+        if c.DATASET_SETTINGS not in DATASET_SETTINGS:
+            raise ConfigError(f"TRAINER.DEAR.DATASET_SETTINGS must be one of {DATASET_SETTINGS}, got {c.DATASET_SETTINGS!r}")
+        if c.DATASET_SETTINGS == "none":
+            return {}
+        if cfg.TASK not in MMRLPP_DATASET_SETTINGS:
+            raise ConfigError(f"TASK must be one of {', '.join(MMRLPP_DATASET_SETTINGS)}, got {cfg.TASK!r}")
+        table = MMRLPP_DATASET_SETTINGS[cfg.TASK].get(cfg.DATASET.NAME, {})
+        return {MMRLPP_TO_DEAR[k]: v for k, v in table.items()}
+
+    @classmethod
+    def dataset_overrides(cls, cfg) -> list[str]:
+        """KEY VALUE pairs of `dataset_settings`, merged before the command line (engine.config)."""
+        return [item for key, value in cls.dataset_settings(cfg).items() for item in (f"TRAINER.DEAR.{key}", repr(value))]
+
+    def report_dataset_settings(self) -> None:
+        cfg, c = self.cfg, self.cfg.TRAINER.DEAR
+        settings = self.dataset_settings(cfg)
+        where = f"{cfg.DATASET.NAME}, TASK {cfg.TASK}"
+        if c.DATASET_SETTINGS == "none" or not settings:
+            why = "DATASET_SETTINGS none" if c.DATASET_SETTINGS == "none" else f"none in MMRL++'s table for {where}"
+            print(f"DeAR per-dataset settings: {why}; BETA {c.BETA}, LAMBDA_REG {c.LAMBDA_REG}")
+            return
+        parts = [f"{k} {v}" if c[k] == v else f"{k} {v}, overridden on the command line: {c[k]}" for k, v in settings.items()]
+        print(f"DeAR per-dataset settings (MMRL++'s official table) for {where}: {'; '.join(parts)}")
+
+    @classmethod
+    def check_inputs(cls, cfg, manifest: dict) -> None:
+        """The role map's source (a URL fetched and checked, a file, global's images), before the run logs."""
+        c = cfg.TRAINER.DEAR
+        if c.ATTR_TOKENS and c.MASK != "none" and c.ROLE_MAP:
+            check_source(cfg, manifest["weights"], quiet=True)
+
     def check_cfg(self, cfg) -> None:
         super().check_cfg(cfg)
         c = cfg.TRAINER.DEAR
@@ -171,12 +219,19 @@ class DeAR(ClipTrainer):
                 raise ConfigError(f"TRAINER.DEAR.{key} must be one of {choices}, got {c[key]!r}")
         if len(set(c.ATTRIBUTES)) != len(c.ATTRIBUTES) or not c.ATTRIBUTES:
             raise ConfigError(f"TRAINER.DEAR.ATTRIBUTES must be distinct and non-empty, got {list(c.ATTRIBUTES)}")
+        self.dataset_settings(cfg)  # validates DATASET_SETTINGS and TASK
+        if c.LOGIT_SCALE < 0:
+            raise ConfigError(f"TRAINER.DEAR.LOGIT_SCALE must be > 0 (a fixed scale, MMRL++'s 100.) or 0 (the "
+                              f"checkpoint's logit_scale.exp()), got {c.LOGIT_SCALE}")
         if not 0 <= c.BETA <= 1 or not 0 < c.FUSION_CLS_INIT < 1:
             raise ConfigError("TRAINER.DEAR.BETA must be in [0, 1] and FUSION_CLS_INIT in (0, 1)")
         if not c.ATTR_TOKENS and c.K == 0:
             raise ConfigError("TRAINER.DEAR.ATTR_TOKENS False with K 0 leaves nothing to learn; keep one of them")
-        if c.ATTR_TOKENS and c.MASK != "none" and not c.ROLE_MAP:
-            raise ConfigError(f"TRAINER.DEAR.ROLE_MAP is empty: {HOW_TO_MAKE.format(path='head_roles/<backbone>.json')}")
+        self.analysis_images = None
+        if c.ATTR_TOKENS and c.MASK != "none":
+            if not c.ROLE_MAP:
+                raise ConfigError(f"TRAINER.DEAR.ROLE_MAP is empty: {HOW_TO_MAKE.format(path='head_roles/<backbone>.json')}")
+            self.analysis_images = check_source(cfg, self.manifest["weights"])  # before the data and the model load
 
     # ---- model -------------------------------------------------------------------------
     def build_model(self) -> None:
@@ -187,8 +242,9 @@ class DeAR(ClipTrainer):
             attributes=tuple(c.ATTRIBUTES), attr_tokens=c.ATTR_TOKENS, n_text=c.K,
             first_layer=first, text_first_layer=text_first, beta=c.BETA,
             rep_dim=c.REP_DIM or clip.embed_dim, rank=c.RES_LORA_DIM, attr_proj_rank=c.ATTR_PROJ_RANK,
-            fusion=c.FUSION, fusion_cls_init=c.FUSION_CLS_INIT,
+            fusion=c.FUSION, fusion_cls_init=c.FUSION_CLS_INIT, logit_scale=c.LOGIT_SCALE,
         )
+        self.report_dataset_settings()
         self.role_map = self.resolve_role_map(clip) if c.ATTR_TOKENS and c.MASK != "none" else None
         prompts = class_prompts(cfg.DATASET.NAME, self.dm.dataset.classnames)
         print(f"Prompts: {prompts[:3]}{' ...' if len(prompts) > 3 else ''}")
@@ -221,8 +277,9 @@ class DeAR(ClipTrainer):
         """Read TRAINER.DEAR.ROLE_MAP (a file, or the cached global / auto analysis, made on first
         use) and keep a copy, with its heatmap when there is one, beside the run's checkpoints. A
         run folder that already holds another map (a resumed run whose map changed) is refused."""
-        path = role_map_file(self.cfg, clip, self.dm.dataset.train_x)
+        path = role_map_file(self.cfg, clip, self.dm.dataset.train_x, self.analysis_images)
         role_map = read_role_map(path)
+        check_weights(role_map, self.manifest["weights"], self.cfg.MODEL.BACKBONE.NAME)
         copy = Path(self.output_dir) / ROLE_MAP_COPY
         if copy.is_file() and path.resolve() != copy.resolve() and copy.read_bytes() != path.read_bytes():
             raise RunMismatchError(
