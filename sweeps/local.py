@@ -21,8 +21,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine.errors import UsageError
+from engine.processes import signal_tree
 from sweeps.plan import Chain, Step
-from sweeps.steps import failure, finished, newest_log, shown, signal_tree, start_step, step_done
+from sweeps.steps import failure, finished, newest_log, shown, start_step, step_done
 
 
 def visible_gpus() -> list[str]:

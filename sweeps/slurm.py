@@ -20,13 +20,14 @@ from pathlib import Path
 import submitit
 
 from engine.errors import UsageError
+from engine.processes import stop_tree
 from sweeps.cluster import (
     LIVE_STATES, MAX_ARRAY, MAX_TIMEOUTS, JobRecord, SlurmOptions, add_records, job_log, latest_records, new_record,
     slurm_folder, slurm_queue,
 )
 from sweeps.plan import Chain
 from sweeps.status import RESTART, chain_states, summary
-from sweeps.steps import REPO, failure, shown, start_step, step_done, stop_tree
+from sweeps.steps import REPO, failure, shown, start_step, step_done
 
 
 class ChainFailed(RuntimeError):
