@@ -269,10 +269,12 @@ def test_commands_a_worker_cannot_serve_as_a_new_process_start_one(misbehaving, 
     worker = WarmWorker(env, tmp_path / "worker.log").start()
     try:
         assert worker.wait_ready()
-        other = run(misbehaving("other_env", "finish"), {**env, "OMP_NUM_THREADS": "2"}, worker)
-        assert other.returncode == 0 and (tmp_path / "other_env" / "results.json").is_file()
-        assert ("note: the warm worker did not start the run (the environment differs from the worker's in "
-                "OMP_NUM_THREADS); train.py runs as its own process") in other.stderr
+        other = run(misbehaving("other_env", "crash"), {**env, "OMP_NUM_THREADS": "2"}, worker)
+        served = run(misbehaving("served", "crash"), env, worker)
+        assert other.returncode == served.returncode == 1
+        note = ("note: the warm worker did not start the run (the environment differs from the worker's in "
+                "OMP_NUM_THREADS); train.py runs as its own process\n")
+        assert other.stderr == note + served.stderr  # the same traceback, from train.py's frame on
         os.utime(site / "sitecustomize.py", ns=(time.time_ns(), time.time_ns() + 10**9))
         stale = run(misbehaving("stale", "finish"), env, worker)
         assert stale.returncode == 0 and (tmp_path / "stale" / "results.json").is_file()

@@ -15,6 +15,7 @@ It stops (its runs with it) on SIGTERM, SIGINT or SIGHUP, and when the process t
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import io
 import os
@@ -117,6 +118,46 @@ def reopen_stdio() -> None:
         new.append(stream)
     sys.stdin, sys.stdout, sys.stderr = new
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = new
+
+
+def run_as_main(script: Path) -> int:
+    """Run `script` as __main__; the exit status the interpreter would give (minus a signal it
+    would die of), an uncaught exception's traceback printed as it would print it."""
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+        return 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+        return 1
+    except BaseException as e:  # noqa: B036 (the interpreter's own last resort)
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != str(script):
+            tb = tb.tb_next  # from train.py's frame on, as `python train.py` shows it
+        e.__traceback__ = tb or e.__traceback__  # the hook prints the exception's own traceback
+        sys.excepthook(type(e), e, e.__traceback__)
+        return -signal.SIGINT if isinstance(e, KeyboardInterrupt) else 1
+
+
+def end_process(code: int) -> None:
+    """End a run as the interpreter ends a process (non-daemon threads joined, atexit handlers run,
+    the streams flushed), without tearing down the modules it inherited from the worker: seconds of
+    work (every object's page copied back from the fork) that changes no file. multiprocessing ends
+    its forked children this way too."""
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    if code < 0:  # an uncaught KeyboardInterrupt: the interpreter dies of SIGINT
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    os._exit(code & 0xFF)
 
 
 class Worker:
@@ -241,8 +282,8 @@ class Worker:
 
     def become_run(self, request: dict, fds: list[int], conn: socket.socket, mask) -> None:
         """In the forked child: the client's streams, folder, environment and arguments, fresh
-        random generators, the interpreter's signal handlers; then train.py as __main__, which
-        exits through sys.exit like the process it stands in for."""
+        random generators, the interpreter's signal handlers; then train.py as __main__, ended as the
+        interpreter would end it. Never returns."""
         for sig, handler in self.startup_signals.items():
             signal.signal(sig, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop signal sent meanwhile acts now
@@ -263,8 +304,7 @@ class Worker:
         self.torch.seed()
         sys.argv = list(request["argv"])
         sys.path[0] = str(SCRIPT.parent)
-        runpy.run_path(str(SCRIPT), run_name="__main__")
-        sys.exit(0)
+        end_process(run_as_main(SCRIPT))
 
     def reap(self) -> None:
         """Tell each client whose run has ended how it ended (exit code, or minus the signal)."""
