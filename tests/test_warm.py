@@ -309,3 +309,16 @@ def test_held_weights_are_served_only_while_the_file_is_unchanged(tmp_path):
     assert (path.stat().st_ino, path.stat().st_size, path.stat().st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
     now = sources.read_state_dict(path)
     assert torch.equal(now[key], changed[key]) and not torch.equal(now[key], original[key])
+
+
+def test_tools_warm_serves_a_scripts_runs_from_one_worker(data_root, tmp_path):
+    """`python tools/warm.py COMMAND`: every train.py run of the command's scripts goes to one worker."""
+    env = {**base_env(), "DATA": str(data_root), "OUTPUT": str(tmp_path / "out")}
+    done = subprocess.run([sys.executable, "tools/warm.py", "--log", str(tmp_path / "worker.log"), "bash",
+                           "scripts/run.sh", "base2new_zeroshot", "ZeroshotCLIP", "tiny", "caltech101", "1"],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    runs = sorted((tmp_path / "out").rglob("results.json"))
+    assert [p.parts[-7] for p in runs] == ["test_new", "train_base"]
+    log = (tmp_path / "worker.log").read_text()
+    assert log.count(" ended (0)") == 2 and all(f"--output-dir {p.parent} " in log for p in runs)

@@ -1,6 +1,7 @@
 """Starting and stopping a warm worker (server.py) for the commands a process launches: the local
-sweep keeps one per job slot, a SLURM job one for its chain. The commands reach it through
-$PROMPTLAB_WORKER (`env()`), which scripts/common.sh's run_job passes to the client."""
+sweep keeps one per job slot, a SLURM job one for its chain, and `run_with_worker` (tools/warm.py)
+one for any command. The commands reach it through $PROMPTLAB_WORKER (`env_for_commands()`), which
+scripts/common.sh's run_job passes to the client."""
 from __future__ import annotations
 
 import os
@@ -10,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Mapping
 
@@ -91,7 +91,28 @@ class WarmWorker:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def wait_all_ready(workers: list[WarmWorker], timeout_s: float = READY_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    for worker in workers:
-        worker.wait_ready(max(0.0, deadline - time.monotonic()))
+def run_with_worker(command: list[str], log: Path) -> int:
+    """Run `command` (e.g. a method's script) with a warm worker for its train.py runs; its exit
+    status. Without a usable worker the command runs as it would alone."""
+    env = dict(os.environ)
+    why_not = unusable(env)
+    worker = None if why_not else WarmWorker(env, log).start()
+    if worker is not None and not worker.wait_ready():
+        why_not = f"the worker did not start (its log: {log})"
+    if why_not:
+        print(f"note: no warm worker ({why_not}); runs start as their own processes", file=sys.stderr, flush=True)
+    extra = worker.env_for_commands() if worker is not None and not why_not else {}
+    proc = subprocess.Popen(command, env={**env, **extra})
+    forwarded = {sig: signal.signal(sig, lambda signum, frame: proc.send_signal(signum))
+                 for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:  # Ctrl-C reached the command too (same terminal): wait for it
+                continue
+    finally:
+        for sig, handler in forwarded.items():
+            signal.signal(sig, handler)
+        if worker is not None:
+            worker.stop()
