@@ -34,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PHASES = ("interpreter start", "imports", "config + manifest", "dataset index + split", "weights load",
           "model build", "first step", "training", "evaluation", "writing results", "exit")
+DETAILS = {"weights load": "  of which the file read"}  # what a warm worker's held weights save
 FIRST_STEP = re.compile(r"^epoch \[1/\d+\] batch \[1/\d+\] time ([\d.]+) ")
 
 
@@ -47,6 +48,7 @@ def timed_child(argv: list[str], out: Path) -> None:
     import train  # noqa: F401
 
     marks["imports"] = clock() - start
+    import backbone.loader
     import trainers.common
     from engine import launch, logging, trainer
 
@@ -65,6 +67,7 @@ def timed_child(argv: list[str], out: Path) -> None:
         setattr(owner, name, wrapper)
 
     timed(trainers.common, "load_clip", "weights")
+    timed(backbone.loader, "read_state_dict", "read")
     timed(trainer.TrainerX, "build_data_loader", "data")
     timed(trainer.TrainerX, "__init__", "init")
     timed(trainer.TrainerX, "train", "train")
@@ -97,6 +100,7 @@ def timed_child(argv: list[str], out: Path) -> None:
     marks["config + manifest"] = spent["before init"]
     marks["dataset index + split"] = spent["data"]
     marks["weights load"] = spent["weights"]
+    marks[DETAILS["weights load"]] = spent.get("read", 0.0)
     marks["model build"] = spent["init"] - spent["data"] - spent["weights"]
     marks["first step"] = first_step["s"]
     marks["evaluation"] = spent["test"] - spent["results"]
@@ -219,6 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'phase':24}" + "".join(f" {b:>15}" for b in commands))
     for phase in (*PHASES, "total"):
         print(f"{phase:24}" + "".join(f" {summary([m[phase] for m in runs[b]]):>15}" for b in commands))
+        if phase in DETAILS:
+            print(f"{DETAILS[phase]:24}" + "".join(f" {summary([m[DETAILS[phase]] for m in runs[b]]):>15}"
+                                                 for b in commands))
     for backbone in commands:
         fixed = [sum(m[p] for p in PHASES[:PHASES.index("first step")]) for m in runs[backbone]]
         print(f"fixed cost (start to first step), {backbone}: {summary(fixed)}")
