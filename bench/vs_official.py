@@ -29,6 +29,7 @@ which loads them into fp16 layers before `.float()`, gets exactly the fp32 value
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -195,7 +196,9 @@ def our_side(method: Method, weights: Path, names: list[str]):
     @torch.no_grad()
     def evaluate(chunks):
         model.eval()
-        with model.cached_text_features():  # as TrainerX.test (ClipTrainer.evaluation_context)
+        # as TrainerX.test: class text features encoded once (ClipTrainer.evaluation_context), but
+        # for CoCoOp, whose text depends on the image
+        with getattr(model, "cached_text_features", contextlib.nullcontext)():
             for chunk in chunks:
                 model(chunk)
     return step, evaluate
