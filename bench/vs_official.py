@@ -289,6 +289,17 @@ def main(argv: list[str] | None = None) -> None:
           f"{args.rounds} rounds after a warm-up round, the two sides alternating (min, median, seconds)")
     for name, commit in commits.items():
         print(f"  {name} @ {commit}")
+    try:
+        rows = compare(args, weights, work)
+    finally:
+        weights.unlink()  # 600 MB; the sides' logs stay in the folder (an error names them)
+    from tabulate import tabulate
+
+    print(tabulate(rows, headers="keys", tablefmt="github"))
+
+
+def compare(args: argparse.Namespace, weights: Path, work: Path) -> list[dict]:
+    """One row per method: both sides' step and evaluation times (min / median) and the ratios."""
     rows = []
     for method in args.methods:
         sides = {w: Side(w, method, args, weights, work / f"{method}-{w}.log") for w in ("official", "ours")}
@@ -312,9 +323,7 @@ def main(argv: list[str] | None = None) -> None:
             row[f"ours / official {what}"] = f"{statistics.median(ours) / statistics.median(off):.2f}x"
         rows.append(row)
         print(json.dumps(row), flush=True)
-    from tabulate import tabulate
-
-    print(tabulate(rows, headers="keys", tablefmt="github"))
+    return rows
 
 
 if __name__ == "__main__":
