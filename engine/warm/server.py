@@ -27,6 +27,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from engine.processes import signal_tree, stop_tree
@@ -37,14 +38,6 @@ SCRIPT = REPO / "train.py"
 STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 POLL_S = 0.2
 REQUEST_TIMEOUT_S = 10.0
-
-
-class Stop(Exception):
-    """A stop signal reached the worker."""
-
-
-def _raise_stop(signum, frame):
-    raise Stop(signal.Signals(signum).name)
 
 
 def thread_count() -> int:
@@ -180,6 +173,8 @@ class Worker:
         self.sources = source_files()
         self.runs: dict[socket.socket, int] = {}  # client connection -> run PID
         self.accepting = True
+        self.stopping = ""  # why the worker stops (a signal's name), once it must
+        self.wake = os.pipe()  # a stop signal writes to it, so that select() returns at once
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(socket_path)
         self.listener.listen(64)
@@ -220,17 +215,32 @@ class Worker:
 
     # ---- serving -------------------------------------------------------------------------------------
     def serve(self) -> None:
-        while self.accepting or self.runs:
+        """Serve until retired with no run left, or stopped (a signal, or the owner gone)."""
+        for sig in STOPS:
+            signal.signal(sig, self.on_stop)
+        os.set_blocking(self.wake[1], False)
+        signal.set_wakeup_fd(self.wake[1])
+        while (self.accepting or self.runs) and not self.stopping:
             if os.getppid() != self.owner:
-                raise Stop("the process that started the worker is gone")
+                self.stopping = "the process that started the worker is gone"
+                break
             self.reap()
             sockets = ([self.listener] if self.accepting else []) + list(self.runs)
-            ready, _, _ = select.select(sockets, [], [], POLL_S)
+            ready, _, _ = select.select([self.wake[0], *sockets], [], [], POLL_S)
             for sock in ready:
-                if sock is self.listener:
+                if sock is self.wake[0]:
+                    os.read(self.wake[0], 64)
+                elif self.stopping:
+                    break
+                elif sock is self.listener:
                     self.accept()
                 else:
                     self.client_gone(sock)
+        if self.stopping:
+            self.stop(self.stopping)
+
+    def on_stop(self, signum: int, frame) -> None:
+        self.stopping = signal.Signals(signum).name
 
     def accept(self) -> None:
         conn, _ = self.listener.accept()
@@ -276,7 +286,11 @@ class Worker:
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
         pid = os.fork()
         if pid == 0:
-            self.become_run(request, fds, conn, blocked)  # never returns
+            try:
+                self.become_run(request, fds, conn, blocked)  # never returns
+            finally:  # an error before train.py ran (e.g. its folder is gone): never the worker's code
+                traceback.print_exc()
+                os._exit(1)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return pid
 
@@ -286,8 +300,11 @@ class Worker:
         interpreter would end it. Never returns."""
         for sig, handler in self.startup_signals.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(-1)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop signal sent meanwhile acts now
         die_with(self.pid)
+        for fd in self.wake:
+            os.close(fd)
         self.listener.close()
         for other in [conn, *self.runs]:
             other.close()
@@ -340,9 +357,12 @@ class Worker:
         signal_tree(pid, signal.SIGKILL)
 
     def stop(self, why: str) -> None:
+        """Stop every run still served (SIGTERM, SIGKILL after 10 s), and tell their clients."""
         print(f"worker {self.pid}: stopping ({why})", flush=True)
         self.accepting = False
         for pid in self.runs.values():
+            signal_tree(pid)
+        for pid in list(self.runs.values()):
             stop_tree(pid, grace_s=10.0)
         self.reap()
 
@@ -362,16 +382,11 @@ def main(argv: list[str] | None = None) -> None:
     worker = Worker(args.socket)
     print(f"worker {worker.pid}: ready on {args.socket} (imports {worker.import_s:.1f} s, "
           f"{worker.threads} threads)", flush=True)
-    for sig in STOPS:
-        signal.signal(sig, _raise_stop)
     if args.ready_fd is not None:
         os.write(args.ready_fd, b"ready\n")
         os.close(args.ready_fd)
     try:
-        worker.serve()
-    except Stop as stop:
-        if os.getpid() == worker.pid:
-            worker.stop(str(stop))
+        worker.serve()  # a forked run never comes back from it: it ends in end_process
     finally:
         if os.getpid() == worker.pid:
             worker.close()
