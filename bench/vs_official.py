@@ -76,7 +76,7 @@ METHODS = {
                         "PromptSRC (4+4, depth 9)"),
     "MMRL": Method("MMRL", "trainers.mmrl", "MMRL", "configs/trainers/MMRL/vit_b16.yaml", "MMRL", {},
                    "MMRL (5 tokens, layers 6-12)"),
-    "MMRL++": Method("MMRL", "trainers.mmrlpp", "MMRLpp", "configs/trainers/MMRLpp/vit_b16.yaml", "MMRLPP", {},
+    "MMRL++": Method("MMRL", "trainers.mmrlpp", "MMRLpp", "configs/trainers/MMRLpp/vit_b16.yaml", "MMRLpp", {},
                      "MMRL++ (5 tokens, layers 6-12)"),
 }
 
