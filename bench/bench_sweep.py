@@ -3,15 +3,16 @@ CoCoOp; 3 seeds; 24 runs), every run its own `python train.py` process (before: 
 runs from a warm worker (after: engine/warm), the feature cache on in both, in one script run.
 
     python bench/bench_sweep.py [--methods ZeroshotCLIP CoOp CLIPAdapter CoCoOp] [--seeds 1 2 3]
-                                [--dataset attr_hue_shift] [--jobs 1] [--out DIR]
+                                [--dataset attr_hue_shift] [--out DIR]
 
-Both are the real command (tools/sweep.py --config-set tiny), into fresh output trees with their
-own empty feature caches. To keep a shared machine's load from favouring either, they alternate
-seed by seed, in the order ABBAAB...: each seed is one `tools/sweep.py --seeds S` invocation per
-variant, into that variant's tree (so each variant pays the sweep's own start-up, and the warm one
-its worker's, once per seed: more often than one sweep of all seeds would). The dataset is
-generated before the clocks start. Prints each variant's wall time, its runs' training and
-evaluation time (results.json), and after / before.
+Both variants are the sweep's own launcher (sweeps/local.py's Runner: the chains tools/sweep.py
+plans, each step `bash scripts/run.sh ...`, one slot), each into a fresh output tree with its own
+empty feature cache. To keep a shared machine's load from favouring either, they alternate chain by
+chain (A B, then B A, ...), in one process: the sweep's own start-up (imports, planning) is the same
+for both and is left out; the warm worker's start-up is counted, once, in the first chain that
+needs it, as in a real sweep. The dataset is generated before the clocks start. Prints each
+variant's wall time, its runs' training and evaluation time (results.json), the rest (starting and
+ending runs), the time per method, and after / before.
 """
 from __future__ import annotations
 
@@ -19,30 +20,19 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = {"before (own processes)": ["--no-warm"], "after (warm workers)": []}
+VARIANTS = {"before (own processes)": False, "after (warm workers)": True}
 
 
-def sweep(out: Path, methods: list[str], dataset: str, seed: str, jobs: int, data: Path, flags: list[str]) -> float:
-    env = {**os.environ, "PROMPTLAB_CACHE": str(out / "cache"), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "tools/sweep.py", "--protocol", "base2new", "--config-set", "tiny",
-               "--methods", *methods, "--datasets", dataset, "--seeds", seed, "--jobs", str(jobs),
-               "--root", str(data), "--output", str(out / "output"), *flags]
-    start = time.perf_counter()
-    subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def run_times(out: Path) -> dict[str, float]:
+def run_times(output: Path) -> dict[str, float]:
     """Training and evaluation seconds of every run (results.json), and the run count."""
     train = evaluate = 0.0
     runs = 0
-    for path in (out / "output").rglob("results.json"):
+    for path in output.rglob("results.json"):
         runs += 1
         for e in json.loads(path.read_text())["evaluations"].values():
             evaluate += e.get("eval_time_s", 0.0)
@@ -53,32 +43,61 @@ def run_times(out: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=["ZeroshotCLIP", "CoOp", "CLIPAdapter", "CoCoOp"])
-    p.add_argument("--seeds", nargs="+", default=["1", "2", "3"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--dataset", default="attr_hue_shift")
-    p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--out", type=Path, default=REPO / "output" / "bench_sweep")
     args = p.parse_args(argv)
     if args.out.exists():
         shutil.rmtree(args.out)
-    data = args.out / "data"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
+    import trainers  # noqa: F401  (registers the trainers)
     from attrworld import derived
+    from engine.registry import TRAINER_REGISTRY
+    from sweeps.local import Runner, slot_envs
+    from sweeps.plan import Planner
 
     spec = next(s for s in derived.DATASETS.values() if s.dataset_dir == args.dataset)
+    data = args.out / "data"
     derived.generate(spec, data)  # before the clocks start: both variants read the same images
+    methods = [TRAINER_REGISTRY.get(m) for m in args.methods]
+    runners, chains, outputs = {}, {}, {}
+    for name, warm in VARIANTS.items():
+        root = args.out / name.split()[0]
+        outputs[name] = root / "output"
+        env = {"DATA": str(data), "OUTPUT": str(outputs[name]), "PROMPTLAB_CACHE": str(root / "cache")}
+        chains[name] = Planner("base2new", methods, "tiny", {}, [], str(outputs[name])).chains(
+            [args.dataset], args.seeds, [int(os.environ.get("SHOTS", 16))])
+        (root / "logs").mkdir(parents=True)
+        runners[name] = Runner(env, root / "logs", slot_envs(1, []), warm=warm)
     names = list(VARIANTS)
     wall = {name: 0.0 for name in names}
-    for i, seed in enumerate(args.seeds):
-        for name in (names if i % 2 == 0 else names[::-1]):
-            seconds = sweep(args.out / name.split()[0], args.methods, args.dataset, seed, args.jobs, data,
-                            VARIANTS[name])
-            wall[name] += seconds
-            print(f"seed {seed}  {name:24} {seconds:7.1f} s", flush=True)
-    rows = {name: {"wall_s": wall[name], **run_times(args.out / name.split()[0])} for name in names}
+    per_method: dict[tuple[str, str], float] = {}
+    try:
+        for i, pair in enumerate(zip(*(chains[n] for n in names))):
+            order = list(zip(names, pair)) if i % 2 == 0 else list(zip(names, pair))[::-1]
+            for name, chain in order:
+                start = time.perf_counter()
+                outcome = runners[name].run_chain(chain)
+                seconds = time.perf_counter() - start
+                if outcome.failed:
+                    raise RuntimeError(f"{chain.name} failed ({outcome.reason}); logs in {args.out / name.split()[0]}")
+                wall[name] += seconds
+                method = chain.name.split("-")[0]
+                per_method[(name, method)] = per_method.get((name, method), 0.0) + seconds
+                print(f"{chain.name:48} {name:24} {seconds:7.1f} s", flush=True)
+    finally:
+        for runner in runners.values():
+            runner.close()
+    rows = {name: {"wall_s": wall[name], **run_times(outputs[name])} for name in names}
+    print()
     for name, r in rows.items():
         print(f"{name:24} wall {r['wall_s']:7.1f} s   {r['runs']} runs: training {r['train_s']:6.1f} s, "
-              f"evaluating {r['eval_s']:6.1f} s, the rest (starting and ending runs, the sweep itself) "
+              f"evaluating {r['eval_s']:6.1f} s, the rest (starting and ending runs, the scripts) "
               f"{r['wall_s'] - r['train_s'] - r['eval_s']:6.1f} s")
+    for method in args.methods:
+        before, after = (per_method[(n, method)] for n in names)
+        print(f"  {method:14} {before:7.1f} s -> {after:7.1f} s  ({after / before:.2f}x)")
     before, after = (rows[n] for n in names)
     print(f"after / before: wall {after['wall_s'] / before['wall_s']:.2f}x")
 
