@@ -154,6 +154,9 @@ def end_process(code: int) -> None:
 
 
 class Worker:
+    """The serving process: its imports, the sources they came from, its start-up state (threads,
+    environment, signal handlers), the listening socket, and the runs it has forked."""
+
     def __init__(self, socket_path: str):
         self.pid = os.getpid()
         self.owner = os.getppid()
