@@ -117,6 +117,12 @@ def weights_fingerprint(name: str, pretrained: bool = True) -> str:
     return f"sha256:{file_digest(weights())}"
 
 
+def weights_file(name: str, pretrained: bool = True) -> str | None:
+    """The file load_clip reads the weights from (None for a random init)."""
+    _, _, weights = _resolve(name, pretrained)
+    return weights() if weights is not None else None
+
+
 def _arch_source(arch: str, source: str) -> Callable[[], str]:
     if is_pretrained_cfg(arch, source):
         return lambda: pretrained_file(arch, source)

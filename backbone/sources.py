@@ -105,8 +105,16 @@ def _is_torchscript(path: str | Path) -> bool:
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A CLIP state dict from an OpenAI JIT archive, a torch file or a safetensors file,
-    without wrapper keys ('state_dict', 'module.') or JIT metadata."""
-    path = str(path)
+    without wrapper keys ('state_dict', 'module.') or JIT metadata; the copy a warm worker
+    holds (`hold_weights`) if the file is still the one it read."""
+    key = os.path.realpath(path)
+    held = _HELD.pop(key, None)  # one read per process: the state dict is the caller's to change
+    if held is not None and os.path.exists(key) and held[0] == file_identity(key):
+        return dict(held[1])
+    return _read_state_dict(str(path))
+
+
+def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
@@ -122,3 +130,32 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return {k: v for k, v in state.items() if k not in META_KEYS}
+
+
+# ---- weights held in memory by a warm worker (engine/warm/server.py) ----------------------------
+# real path -> (file identity when read, state dict). Only a worker fills it, before it forks its
+# runs: each forked run takes its copy on its first read_state_dict of that file.
+_HELD: dict[str, tuple[tuple[int, ...], dict[str, torch.Tensor]]] = {}
+
+
+def file_identity(path: str | Path) -> tuple[int, ...]:
+    """Device, inode, size, mtime and ctime (ns) of a file: a rewrite in place, a replacement or a
+    copy over it changes at least one (ctime cannot be set back), so a held state dict whose
+    identity still matches is the file's content."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def hold_weights(path: str | Path) -> bool:
+    """Read a weights file into memory for the runs this process will fork, unless the copy held
+    is still the file's content. Not held if the file changed while it was read. True if read."""
+    key = os.path.realpath(path)
+    identity = file_identity(key)
+    held = _HELD.get(key)
+    if held is not None and held[0] == identity:
+        return False
+    _HELD.pop(key, None)
+    state = _read_state_dict(key)
+    if file_identity(key) == identity:
+        _HELD[key] = (identity, state)
+    return True

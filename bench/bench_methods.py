@@ -13,7 +13,9 @@ included (the frozen image layers above the token layer run once more without gr
 their trainers, which share the layers below it: bench/bench_prefix.py); DeAR runs its role
 masks (every role present, bench_dear.mixed_role_map) in layers 9-12. `gflop` is one step's
 matmul work (forward + backward, FlopCounterMode), which no other load on the machine changes;
-`--interleaved` times the methods in one process, alternating their steps (fairer on a shared CPU).
+`--interleaved` times the methods in one process, alternating their steps (fairer on a shared CPU), and
+adds `cpu_s`, the step's CPU time (all threads): the least load-sensitive figure on a shared machine
+(with OMP_NUM_THREADS=1 it is the step's work alone, no thread waiting).
 """
 from __future__ import annotations
 
@@ -152,21 +154,23 @@ def run_one(method: str, repeats: int, device: str, prec: str) -> dict:
 
 
 def run_interleaved(methods: list[str], repeats: int, device: str, prec: str) -> list[dict]:
-    """All methods on one backbone in one process, their steps alternating, `repeats` rounds after
-    a warm-up round; the fastest step of each. On a shared CPU, a busy spell then slows every
+    """All methods on one backbone in one process, their steps alternating (the order reversed every
+    round), `repeats` rounds after a warm-up round; the fastest step of each, in wall and CPU time. On a shared CPU, a busy spell then slows every
     method alike, which separate processes (one after the other) do not ensure. No memory figures."""
     torch.manual_seed(0)
     clip = load_clip("ViT-B/16", pretrained=False, precision=prec, device=device)
     steps = {m: training_step(m, clip, device, prec) for m in methods}
     times: dict[str, list[float]] = {m: [] for m in methods}
+    cpu: dict[str, list[float]] = {m: [] for m in methods}
     for r in range(repeats + 1):
-        for method, (step, _) in steps.items():
-            start = time.perf_counter()
+        for method, (step, _) in (steps.items() if r % 2 else list(steps.items())[::-1]):
+            start, start_cpu = time.perf_counter(), time.process_time()
             step()
             if r:
                 times[method].append(time.perf_counter() - start)
-    return [{"method": m, "learnable": steps[m][1], "gflop": step_gflop(steps[m][0]), "step_s": round(min(times[m]), 3)}
-            for m in methods]
+                cpu[method].append(time.process_time() - start_cpu)
+    return [{"method": m, "learnable": steps[m][1], "gflop": step_gflop(steps[m][0]), "step_s": round(min(times[m]), 3),
+             "cpu_s": round(min(cpu[m]), 3)} for m in methods]
 
 
 def main() -> None:

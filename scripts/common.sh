@@ -24,6 +24,8 @@ run_job() {
     if [ "${NPROC}" -gt 1 ]; then
         "${PYTHON}" -m torch.distributed.run --standalone --nproc-per-node "${NPROC}" \
             train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
+    elif [ -n "${PROMPTLAB_WORKER:-}" ]; then  # a warm worker the sweep started (engine/warm): same run, no start-up
+        "${PYTHON}" -m engine.warm.client train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
     else
         "${PYTHON}" train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
     fi

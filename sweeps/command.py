@@ -26,6 +26,9 @@ fewshot: few_shot_zeroshot once per dataset (first seed) under few_shot/<dataset
 A chain (train, then the tests that load it) runs in order; independent chains run in parallel with
 --jobs. Finished runs are skipped and unfinished ones resume, so a stopped sweep continues where it
 was when rerun. Each chain's console goes to <output>/sweeps/<protocol>-<time>/<chain>.log.
+Runs start from a warm worker per slot (SLURM: per job) that has imported the toolbox and holds the
+backbone weights, with results bit-identical to `python train.py` (engine/warm; --no-warm: each run
+its own process).
 NPROC=N in the environment trains each run with DDP over N GPUs (torchrun; docs/SCALING.md).
 
 --launcher slurm submits one SLURM job per chain through submitit, as job arrays, and returns
@@ -121,6 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wait", nargs="?", type=float, const=30.0, metavar="POLL_S",
                    help="slurm: after submitting, wait until the sweep's jobs have left the queue (polling every "
                         "POLL_S seconds, default 30) and list the chains that did not finish")
+    p.add_argument("--no-warm", action="store_true",
+                   help="start every run as its own `python train.py` process, without a warm worker (engine/warm)")
     p.add_argument("--trainer-file", nargs="+", default=[], metavar="PATH",
                    help=f"trainer files written for Dassl and their config keys, as train.py takes them; the "
                         f"runs get them through ${ENV_VAR}")
@@ -242,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--launcher slurm needs submitit ({e}): pip install -r requirements.txt") from None
         status = shlex.join(["python", "tools/sweep.py", *without_wait(sys.argv[1:] if argv is None else argv),
                              "--status"])
-        return launch(chains, env, options, REPO / output, status, args.wait)
+        return launch(chains, env, options, REPO / output, status, args.wait, warm=not args.no_warm)
     from sweeps.local import run_sweep
 
-    return run_sweep(chains, args.protocol, env, args.jobs or 1, REPO / output)
+    return run_sweep(chains, args.protocol, env, args.jobs or 1, REPO / output, warm=not args.no_warm)

@@ -1,6 +1,10 @@
 """The local launcher: chains on this machine in parallel slots (GPUs round-robin, else a share of
 the cores), each chain's console in its log, interruption, and the failure report.
 
+Each slot has a warm worker (engine/warm), started when the slot first runs a step, through which
+its runs skip the interpreter's start-up and the reading of the weights (results are the same bit
+for bit); `warm=False` (tools/sweep.py --no-warm) starts every run as its own process.
+
 A stop (Ctrl-C, SIGTERM, SIGHUP) ends the running steps and starts no new one; train.py writes
 checkpoints and results.json atomically and results.json only once a run has finished, so
 rerunning the same sweep skips what finished and resumes the rest.
@@ -21,8 +25,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine.errors import UsageError
+from engine.processes import signal_tree
+from engine.warm.owner import WarmWorker, unusable
 from sweeps.plan import Chain, Step
-from sweeps.steps import failure, finished, newest_log, shown, signal_tree, start_step, step_done
+from sweeps.steps import failure, finished, newest_log, shown, start_step, step_done
 
 
 def visible_gpus() -> list[str]:
@@ -61,15 +67,52 @@ class Outcome:
     reason: str = ""
 
 
+class SlotWorkers:
+    """A warm worker per slot, started when the slot first needs one, started anew when one has
+    stopped taking commands (a source file changed), stopped with the sweep. A slot whose worker
+    fails to start runs its steps as their own processes (the worker's log says why)."""
+
+    def __init__(self, env: dict[str, str], slots: list[dict[str, str]], log_dir: Path):
+        self.envs = [{**os.environ, **env, **slot} for slot in slots]
+        self.log_dir = log_dir
+        self.workers: dict[int, WarmWorker] = {}
+        self.failed: set[int] = set()
+        self.lock = threading.Lock()
+        self.why_not = unusable(self.envs[0]) if self.envs else None
+
+    def env_for(self, slot: int) -> dict[str, str]:
+        """What a step in `slot` adds to its environment to run in the slot's worker ({}: none)."""
+        if self.why_not or slot in self.failed:
+            return {}
+        worker = self.workers.get(slot)
+        if worker is None or not worker.alive():
+            with self.lock:
+                if worker is not None:
+                    worker.stop()
+                worker = self.workers[slot] = WarmWorker(self.envs[slot], self.log_dir / f"warm-worker-{slot}.log")
+                worker.start()
+        if worker.wait_ready():
+            return worker.env_for_commands()
+        self.failed.add(slot)
+        return {}
+
+    def stop(self) -> None:
+        with self.lock:
+            for worker in self.workers.values():
+                worker.stop()
+
+
 class Runner:
     """Runs chains on a fixed set of slots (GPU or thread share), each chain's console to its log."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, slots: list[dict[str, str]]):
+    def __init__(self, env: dict[str, str], log_dir: Path, slots: list[dict[str, str]], warm: bool = True):
         self.env = env
         self.log_dir = log_dir
-        self.slots: queue.Queue[dict[str, str]] = queue.Queue()
-        for slot in slots:
+        self.slot_envs = slots
+        self.slots: queue.Queue[int] = queue.Queue()
+        for slot in range(len(slots)):
             self.slots.put(slot)
+        self.workers = SlotWorkers(env, slots, log_dir) if warm else None
         self.lock = threading.Lock()
         self.running: set[subprocess.Popen] = set()
         self.stopping = False
@@ -81,6 +124,11 @@ class Runner:
             for proc in self.running:
                 signal_tree(proc.pid)
 
+    def close(self) -> None:
+        """Stop the slots' warm workers."""
+        if self.workers is not None:
+            self.workers.stop()
+
     def run_chain(self, chain: Chain) -> Outcome:
         slot = self.slots.get()
         try:
@@ -88,7 +136,7 @@ class Runner:
         finally:
             self.slots.put(slot)
 
-    def _run_chain(self, chain: Chain, slot: dict[str, str]) -> Outcome:
+    def _run_chain(self, chain: Chain, slot: int) -> Outcome:
         outcome = Outcome(chain)
         with open(self.log_dir / f"{chain.name}.log", "a", buffering=1) as log:
             for step in chain.steps:
@@ -98,10 +146,11 @@ class Runner:
                     outcome.skipped += 1
                     continue
                 log.write(f"$ {command}\n")
+                warm = self.workers.env_for(slot) if self.workers is not None and not self.stopping else {}
                 with self.lock:
                     if self.stopping:
                         return outcome
-                    proc = start_step(step, self.env, log, slot)
+                    proc = start_step(step, self.env, log, {**self.slot_envs[slot], **warm})
                     self.running.add(proc)
                 code = proc.wait()
                 with self.lock:
@@ -173,16 +222,22 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def run_sweep(chains: list[Chain], protocol: str, env: dict[str, str], jobs: int, output: Path) -> int:
-    """Run every chain; 0 when all finished, 1 when any failed, 130 when stopped."""
+def run_sweep(chains: list[Chain], protocol: str, env: dict[str, str], jobs: int, output: Path,
+              warm: bool = True) -> int:
+    """Run every chain; 0 when all finished, 1 when any failed, 130 when stopped. `warm`: through
+    a warm worker per slot (engine/warm), else every run as its own process."""
     log_dir = new_log_dir(output, protocol)
     (log_dir / "commands.txt").write_text("".join(s.command(env) + "\n" for c in chains for s in c.steps))
     gpus = visible_gpus()
     slots = slot_envs(jobs, gpus, nproc_setting())
     threads = os.environ.get("OMP_NUM_THREADS") or slots[0].get("OMP_NUM_THREADS")
     where = f"GPUs {','.join(gpus)}" if gpus else f"CPU, OMP_NUM_THREADS={threads}"
+    runner = Runner(env, log_dir, slots, warm)
+    if runner.workers is not None and runner.workers.why_not:
+        where += f"; runs start as their own processes ({runner.workers.why_not})"
+    elif runner.workers is None:
+        where += "; runs start as their own processes (--no-warm)"
     print(f"{len(chains)} chains, {jobs} at a time ({where}); logs in {log_dir}", flush=True)
-    runner = Runner(env, log_dir, slots)
     previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         outcomes = run_all(runner, chains, jobs)
@@ -191,6 +246,7 @@ def run_sweep(chains: list[Chain], protocol: str, env: dict[str, str], jobs: int
               file=sys.stderr)
         return 130
     finally:
+        runner.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     failed = [o for o in outcomes if o.failed]

@@ -9,9 +9,12 @@ again: its finished steps are skipped and train.py resumes the interrupted run f
 epoch checkpoint, with the run identity checked (engine/run_identity.py), so an interrupted job
 ends with the result an uninterrupted one would have had. Any job that leaves the queue without
 finishing its chain is listed as failed by `--status`, and rerunning the sweep resubmits it.
+A job with two runs or more to do runs them through a warm worker of its own (engine/warm), which
+saves each run after the first the interpreter's start-up and the reading of the weights.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections import Counter
@@ -20,13 +23,15 @@ from pathlib import Path
 import submitit
 
 from engine.errors import UsageError
+from engine.processes import stop_tree
+from engine.warm.owner import WarmWorker, unusable
 from sweeps.cluster import (
     LIVE_STATES, MAX_ARRAY, MAX_TIMEOUTS, JobRecord, SlurmOptions, add_records, job_log, latest_records, new_record,
     slurm_folder, slurm_queue,
 )
 from sweeps.plan import Chain
 from sweeps.status import RESTART, chain_states, summary
-from sweeps.steps import REPO, failure, shown, start_step, step_done, stop_tree
+from sweeps.steps import REPO, failure, shown, start_step, step_done
 
 
 class ChainFailed(RuntimeError):
@@ -38,14 +43,39 @@ class ChainJob(submitit.helpers.Checkpointable):
 
     STOP_GRACE_S = 30.0
 
-    def __init__(self, chain: Chain, env: dict[str, str], extra: dict[str, str]):
+    def __init__(self, chain: Chain, env: dict[str, str], extra: dict[str, str], warm: bool = True):
         self.chain = chain
         self.env = env  # DATA / OUTPUT, as in the step commands
         self.extra = extra  # the job's own settings (NPROC)
+        self.warm = warm
         self._proc = None
+        self._worker = None
 
     def __call__(self) -> str:
         job_id = submitit.JobEnvironment().job_id
+        self._worker = self.warm_worker(job_id)
+        try:
+            return self.run_steps(job_id)
+        finally:
+            if self._worker is not None:
+                self._worker.stop()
+
+    def warm_worker(self, job_id: str) -> WarmWorker | None:
+        """A warm worker for the job's runs, where it pays: two runs or more left to do."""
+        environ = {**os.environ, **self.env, **self.extra}
+        todo = [step for step in self.chain.steps if not step_done(step, self.env)]
+        if not getattr(self, "warm", True) or sum(len(step.out_dirs) for step in todo) < 2 or unusable(environ) \
+                or int(environ.get("NPROC", "1") or 1) > 1:  # torchrun starts its own processes
+            return None
+        log = job_log(todo[0], job_id).with_name(f"slurm-{job_id}-warm-worker.log")
+        worker = WarmWorker(environ, log).start()
+        if worker.wait_ready():
+            return worker
+        worker.stop()
+        return None
+
+    def run_steps(self, job_id: str) -> str:
+        warm = self._worker.env_for_commands() if self._worker is not None else {}
         for step in self.chain.steps:
             command = step.command(self.env)
             if step_done(step, self.env):
@@ -56,7 +86,7 @@ class ChainJob(submitit.helpers.Checkpointable):
             print(f"{command}\n  console: {log_path}", flush=True)
             with open(log_path, "a", buffering=1) as log:
                 log.write(f"$ {command}  # SLURM job {job_id}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-                self._proc = start_step(step, self.env, log, self.extra)
+                self._proc = start_step(step, self.env, log, {**self.extra, **warm})
                 code = self._proc.wait()
                 self._proc = None
                 reason = failure(step, code)
@@ -71,10 +101,12 @@ class ChainJob(submitit.helpers.Checkpointable):
         checkpoints are written atomically, so the rerun resumes from the newest one."""
         if self._proc is not None:
             stop_tree(self._proc.pid, self.STOP_GRACE_S)
+        if self._worker is not None:
+            self._worker.stop()
         return super().checkpoint(*args, **kwargs)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_proc": None}  # a running step is never pickled with the job
+        return {**self.__dict__, "_proc": None, "_worker": None}  # nothing running is pickled with the job
 
 
 def executor(output: Path, options: SlurmOptions) -> submitit.SlurmExecutor:
@@ -86,7 +118,8 @@ def executor(output: Path, options: SlurmOptions) -> submitit.SlurmExecutor:
     return ex
 
 
-def submit(chains: list[Chain], env: dict[str, str], options: SlurmOptions, output: Path) -> list[JobRecord]:
+def submit(chains: list[Chain], env: dict[str, str], options: SlurmOptions, output: Path,
+           warm: bool = True) -> list[JobRecord]:
     """One job per chain, in arrays of at most MAX_ARRAY jobs; each job recorded once submitted."""
     ex = executor(output, options)
     records = []
@@ -94,7 +127,7 @@ def submit(chains: list[Chain], env: dict[str, str], options: SlurmOptions, outp
         batch = chains[start:start + MAX_ARRAY]
         try:
             with ex.batch():
-                jobs = [ex.submit(ChainJob(chain, env, options.job_env())) for chain in batch]
+                jobs = [ex.submit(ChainJob(chain, env, options.job_env(), warm)) for chain in batch]
         except submitit.core.utils.FailedJobError as e:
             raise UsageError(f"sbatch refused the jobs: {e}\nCheck --slurm-partition, --slurm-account, "
                              "--slurm-qos and --slurm-opt against the cluster's `sinfo` and `sacctmgr show assoc`"
@@ -106,16 +139,17 @@ def submit(chains: list[Chain], env: dict[str, str], options: SlurmOptions, outp
 
 
 def launch(chains: list[Chain], env: dict[str, str], options: SlurmOptions, output: Path, status_command: str,
-           wait_s: float | None) -> int:
+           wait_s: float | None, warm: bool = True) -> int:
     """Submit every chain that is not done, running or queued; with `wait_s`, also wait for the
-    sweep's jobs (these and earlier ones) and report like the local launcher."""
+    sweep's jobs (these and earlier ones) and report like the local launcher. `warm`: each job
+    with two runs or more to do runs them through its own warm worker (engine/warm)."""
     before = chain_states(chains, env, output)
     todo = [s.chain for s in before if s.state in RESTART]
     print(f"{len(chains)} chains: {summary(before)}.")
     for s in before:
         if s.state == "conflict":
             print(s.line())
-    records = submit(todo, env, options, output) if todo else []
+    records = submit(todo, env, options, output, warm) if todo else []
     if records:
         print(f"Submitted {len(records)} jobs (one per chain; submitit folder {shown(slurm_folder(output))}):")
         for record in records:

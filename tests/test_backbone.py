@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP
 
-from backbone import ClipBackbone, TowerHooks, append_tokens, insert_tokens, load_clip, replace_tokens
+from backbone import ClipBackbone, TowerHooks, append_tokens, blend_tokens, insert_tokens, load_clip, replace_tokens
 from backbone import model_configs, sources
 from backbone import precision
 from backbone.precision import autocast, grad_scaler, resolve_dtype, weight_dtype
@@ -159,6 +159,27 @@ def test_token_helpers_shapes_and_values():
         append_tokens(x, torch.zeros(2, 5))
     with pytest.raises(IndexError):
         replace_tokens(x, 3, shared)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_blend_tokens_gives_the_numbers_of_the_slice_form(dtype):
+    """MMRL++'s blend without a slice of x: the same values, bit for bit, as beta * t + (1 - beta) * x's
+    slice concatenated back (Python-float factors), in every precision; gradients to x bit for bit."""
+    torch.manual_seed(0)
+    beta = 0.9
+    x = (torch.randn(3, 7, 5) * 3).to(dtype).requires_grad_()
+    t = torch.randn(2, 5).to(dtype).requires_grad_()
+    reference = torch.cat([x[:, :1], beta * t.expand(3, -1, -1) + (1 - beta) * x[:, 1:3], x[:, 3:]], 1)
+    out = blend_tokens(x, 1, t, beta)
+    assert out.dtype == dtype and torch.equal(out, reference)
+    grad = torch.randn(3, 7, 5).to(dtype)
+    want = torch.autograd.grad(reference, (x, t), grad)
+    got = torch.autograd.grad(out, (x, t), grad)
+    assert torch.equal(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
+    assert torch.equal(blend_tokens(x, -2, t, beta)[:, :5], x[:, :5])
+    with pytest.raises(IndexError):
+        blend_tokens(x, 6, t, beta)
 
 
 # ---- hooks against hand-run blocks ----------------------------------------------------------

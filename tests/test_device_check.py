@@ -52,6 +52,9 @@ def test_quick_check_passes_and_writes_its_table(quick_check):
     assert run["problems"] == [] and set(run["accuracy"]) == {"train_base", "test_new"}
     assert run["total_s"] == pytest.approx(run["base2new_train"] + run["base2new_test"])
     assert report["loader_img_s"] > 0
+    warm = report["dear_base2new_warm"]  # the same runs through a warm worker: the same numbers
+    assert warm["problems"] == [] and warm["accuracy"] == run["accuracy"]
+    assert "The same two runs through one warm worker (tools/warm.py)" in proc.stdout
     assert "DeAR base-to-new through scripts/run.sh" in proc.stdout
     assert f"Table and figures: {out / 'device_check.json'}" in proc.stdout
 

@@ -13,7 +13,7 @@ from engine.registry import TRAINER_REGISTRY
 from sweeps import plan
 from sweeps.command import main as sweep_main
 from sweeps.local import slot_envs
-from sweeps.steps import process_tree
+from engine.processes import process_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT_DIRS = {"CoOp": "coop", "CoCoOp": "cocoop", "IVLP": "ivlp", "MaPLe": "maple", "PromptSRC": "promptsrc",

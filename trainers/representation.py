@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from backbone import ClipBackbone, insert_tokens, replace_tokens
+from backbone import ClipBackbone, blend_tokens, insert_tokens, replace_tokens
 from engine.errors import ConfigError
 
 TASKS = ("B2N", "FS", "CD")
@@ -106,7 +106,6 @@ def token_hook(tokens: Tensor, layers: Sequence[int], position: int, beta: float
     if len(layers) != tokens.shape[0]:
         raise ValueError(f"{tokens.shape[0]} token sets for {len(layers)} layers")
     index = {layer: k for k, layer in enumerate(layers)}
-    n = tokens.shape[1]
 
     def before_block(layer: int, x: Tensor) -> Tensor:
         k = index.get(layer)
@@ -116,8 +115,7 @@ def token_hook(tokens: Tensor, layers: Sequence[int], position: int, beta: float
             return insert_tokens(x, position, tokens[0])
         if beta == 1:
             return replace_tokens(x, position, tokens[k])
-        previous = x[:, position:position + n]
-        return replace_tokens(x, position, beta * tokens[k].to(x.dtype) + (1 - beta) * previous)
+        return blend_tokens(x, position, tokens[k], beta)
 
     return before_block
 
