@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from external import openai_clip
 from external.errors import DOC, ExternalCodeError
 
 STOCK = Path(__file__).resolve().parents[1] / "compat" / "clip"  # promptlab's layer
@@ -82,6 +81,10 @@ def _import_package(package: Path) -> None:
             f"or run the files on promptlab's clip layer: --trainer-file compat/clip ({DOC})"
         ) from e
     if hasattr(api, "_MODELS") and hasattr(api, "_download"):
+        from external import (
+            openai_clip,  # only where a fork runs (tests/test_imports.py)
+        )
+
         api._MODELS = openai_clip.fork_models(package)
         api._download = openai_clip._download
 

@@ -61,12 +61,16 @@ def example(name: str):
 # ---- isolation ----------------------------------------------------------------------------------------
 OWN_CODE = ["train.py", "engine", "backbone", "trainers", "datasets", "tools", "external", "headroles", "attrworld",
             "bench"]
+# The one file that runs the official repositories' own Dassl and clip, in its own process, to time them.
+OFFICIAL_SIDE = {"bench/vs_official.py"}
 
 
 def test_own_code_never_imports_dassl_or_clip():
     offenders = []
     for entry in OWN_CODE:
         for path in sorted((REPO / entry).rglob("*.py")) if (REPO / entry).is_dir() else [REPO / entry]:
+            if str(path.relative_to(REPO)) in OFFICIAL_SIDE:
+                continue
             for node in ast.walk(ast.parse(path.read_text())):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from backbone import sources
+from engine.checkpoint import DIGEST_SUFFIX, read_verified
 from engine.processes import alive
 from engine.registry import TRAINER_REGISTRY
 from engine.warm.owner import WarmWorker
@@ -142,6 +143,8 @@ def test_a_served_run_equals_its_own_process(both, name):
             same(results_without_timings(a), results_without_timings(b), str(rel))
         elif rel.name.startswith("log.txt"):
             assert without_timings(a.read_text()) == without_timings(b.read_text())
+        elif rel.name.endswith(DIGEST_SUFFIX):  # each checkpoint's digest is its own file's
+            assert read_verified(b.with_name(rel.name.removesuffix(DIGEST_SUFFIX)), str(rel))
         elif rel.name.startswith("model"):
             same(torch.load(a, weights_only=True), torch.load(b, weights_only=True), str(rel))
         else:
