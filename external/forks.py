@@ -81,9 +81,8 @@ def _import_package(package: Path) -> None:
             f"or run the files on promptlab's clip layer: --trainer-file compat/clip ({DOC})"
         ) from e
     if hasattr(api, "_MODELS") and hasattr(api, "_download"):
-        from external import (
-            openai_clip,  # only where a fork runs (tests/test_imports.py)
-        )
+        # imported only where a fork runs (tests/test_imports.py)
+        from external import openai_clip
 
         api._MODELS = openai_clip.fork_models(package)
         api._download = openai_clip._download
