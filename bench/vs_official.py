@@ -167,6 +167,10 @@ def official_side(method: Method, root: Path, weights: Path, names: list[str]):
     @torch.no_grad()
     def evaluate(chunks):
         trainer.set_model_mode("eval")
+        # MMRL's and MMRL++'s models keep the class text features of their first inference for
+        # good; an evaluation after training computes them once, so each timed evaluation does
+        if hasattr(trainer.model, "text_features_for_inference"):
+            trainer.model.text_features_for_inference = None
         for chunk in chunks:
             trainer.model_inference(chunk)
     return step, evaluate
