@@ -1,6 +1,6 @@
 """The published trainer files themselves, where checkouts of their repositories are on this machine
 (skipped otherwise; nothing is downloaded): $PROMPTLAB_OFFICIAL_REPOS names a folder holding
-`CoOp` (KaiyangZhou/CoOp), `maple` (muzairkhattak/multimodal-prompt-learning), `PromptSRC`
+`CoOp` (KaiyangZhou/CoOp), `multimodal-prompt-learning` (muzairkhattak/multimodal-prompt-learning), `PromptSRC`
 (muzairkhattak/PromptSRC) and `MMRL` (yunncheng/MMRL).
 
 Each file is loaded with its repository's train.py through --trainer-file, so it runs on its
@@ -8,8 +8,8 @@ repository's own clip/ (MaPLe's, PromptSRC's and MMRL's are forks with their mod
 built-in trainer is built on the same OpenAI-format weights, its learnable tensors are copied from
 the file's model, and the logits of attribute-world test images must agree within 1e-5 in fp32.
 The weights are a random CLIP as wide as ViT-B/16 (the official MaPLe hard-codes 512 and 768) with
-4 text and 6 vision layers. MMRL's official code writes the logit scale 100 where the built-in reads
-the weights' (trainers/mmrl.py): its logits are compared at the weights' scale."""
+4 text and 6 vision layers. MMRL's official code writes the logit scale 100; the built-in's tiny config
+reads the weights' (LOGIT_SCALE 0, trainers/mmrl.py): its logits are compared at the weights' scale."""
 from __future__ import annotations
 
 import os
@@ -34,8 +34,8 @@ METHODS = {
     "CoCoOp": (["CoOp/trainers/cocoop.py", "CoOp/train.py"], "CoCoOp/tiny_c4_ep5_batch4_ctxv1.yaml", []),
     "ZeroshotCLIP": (["CoOp/trainers/zsclip.py", "CoOp/train.py"], "ZeroshotCLIP/tiny.yaml",
                      ["DATASET.PROMPT_TEMPLATE", "a photo of a {}."]),
-    "MaPLe": (["maple/trainers/maple.py", "maple/train.py"], "MaPLe/tiny_c2_ep5_batch4_2ctx.yaml", []),
-    "IVLP": (["maple/trainers/independentVL.py", "maple/train.py"], "IVLP/tiny_c2_ep5_batch4_2+2ctx.yaml", []),
+    "MaPLe": (["multimodal-prompt-learning/trainers/maple.py", "multimodal-prompt-learning/train.py"], "MaPLe/tiny_c2_ep5_batch4_2ctx.yaml", []),
+    "IVLP": (["multimodal-prompt-learning/trainers/independentVL.py", "multimodal-prompt-learning/train.py"], "IVLP/tiny_c2_ep5_batch4_2+2ctx.yaml", []),
     "PromptSRC": (["PromptSRC/trainers/promptsrc.py", "PromptSRC/train.py"], "PromptSRC/tiny_c2_ep10_batch4_4+4ctx.yaml",
                   []),
     "MMRL": (["MMRL/trainers/mmrl.py", "MMRL/train.py"], "MMRL/tiny_ep10_batch4.yaml",
