@@ -93,15 +93,21 @@ def append_tokens(x: Tensor, t: Tensor) -> Tensor:
     return insert_tokens(x, x.shape[1], t)
 
 
-def replace_tokens(x: Tensor, start: int, t: Tensor) -> Tensor:
-    """x [B, L, D] with positions start..start+n-1 replaced by t (negative start counts from
-    the end: -n replaces the last n tokens, where VPT/MaPLe keep their vision prompts)."""
-    t = _batched(x, t)
+def _token_span(x: Tensor, start: int, t: Tensor, verb: str) -> tuple[int, int]:
+    """The positions [start, end) of x that t's tokens cover (a negative start counts from the end)."""
     if start < 0:
         start += x.shape[1]
     end = start + t.shape[1]
     if start < 0 or end > x.shape[1]:
-        raise IndexError(f"replacing {t.shape[1]} tokens from {start} overruns a sequence of {x.shape[1]}")
+        raise IndexError(f"{verb} {t.shape[1]} tokens from {start} overruns a sequence of {x.shape[1]}")
+    return start, end
+
+
+def replace_tokens(x: Tensor, start: int, t: Tensor) -> Tensor:
+    """x [B, L, D] with positions start..start+n-1 replaced by t (negative start counts from
+    the end: -n replaces the last n tokens, where VPT/MaPLe keep their vision prompts)."""
+    t = _batched(x, t)
+    start, end = _token_span(x, start, t, "replacing")
     return torch.cat([x[:, :start], t, x[:, end:]], dim=1)
 
 
@@ -116,11 +122,7 @@ def blend_tokens(x: Tensor, start: int, t: Tensor, beta: float) -> Tensor:
     bit for bit: the scale multiplies in float32 (as a Python-float factor does) and both terms are
     rounded to x's dtype before they are added."""
     t = _batched(x, t)
-    if start < 0:
-        start += x.shape[1]
-    end = start + t.shape[1]
-    if start < 0 or end > x.shape[1]:
-        raise IndexError(f"blending {t.shape[1]} tokens from {start} overruns a sequence of {x.shape[1]}")
+    start, end = _token_span(x, start, t, "blending")
     scale = torch.ones(1, x.shape[1], 1, dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
     scale[:, start:end] = 1 - beta
     return (x * scale).to(x.dtype) + F.pad(beta * t, (0, 0, start, x.shape[1] - end))
