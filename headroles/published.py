@@ -17,7 +17,8 @@ from pathlib import Path
 from engine.cache import sha256_file, user_cache_dir
 from engine.errors import ConfigError
 from engine.fetch import fetch_verified
-from engine.io import atomic_write_bytes
+from engine.io import atomic_write_bytes, remove_interrupted_saves
+from engine.locks import locked
 
 URL_SCHEMES = ("https://", "file://")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
@@ -53,7 +54,10 @@ def fetch_role_map(url: str, sha256: str) -> Path:
     fix = ("Check TRAINER.DEAR.ROLE_MAP and TRAINER.DEAR.ROLE_MAP_SHA256 against the line the map's publisher "
            "gave, or use a local file (TRAINER.DEAR.ROLE_MAP roles.json)")
     data = fetch_verified(url, sha256, what="the role map", fix=fix)
-    atomic_write_bytes(path, data)
+    # a write killed midway left a temp file: removed, unless its writer still holds the map's lock
+    remove_interrupted_saves(path.parent, recursive=False, lock_of=lambda target: target.with_suffix(".lock"))
+    with locked(path.with_suffix(".lock")):
+        atomic_write_bytes(path, data)
     print(f"Role map {url}: fetched into {path} (SHA-256 checked)")
     return path
 

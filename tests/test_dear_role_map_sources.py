@@ -145,3 +145,13 @@ def test_dear_base2new_scripts_without_imagenet_with_a_published_role_map(data_r
         f"HM {2 * b * n / (b + n):.2f} (Base from {base_dir / 'results.json'})")
     assert (new_dir / "role_map.json").read_bytes() == source.read_bytes()
     assert "Note: TRAINER.DEAR.ROLE_MAP" not in (new_dir / "log.txt").read_text()  # the trained map is the one used
+
+
+def test_a_fetch_killed_mid_write_leaves_nothing_the_next_fetch_keeps(data_root, tmp_path, cache):
+    source, sha = write_map(tmp_path / "published.json")
+    folder = cache / "role_maps"
+    folder.mkdir(parents=True)
+    dead = folder / f".{sha}.json.k1ll3d.tmp"  # atomic_write's temp name, its writer gone
+    dead.write_bytes(b'{"hea')
+    build(argv(data_root, tmp_path / "a", "TRAINER.DEAR.ROLE_MAP", source.as_uri(), "TRAINER.DEAR.ROLE_MAP_SHA256", sha))
+    assert not dead.exists() and (folder / f"{sha}.json").read_bytes() == source.read_bytes()
