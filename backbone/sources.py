@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
@@ -21,6 +22,7 @@ from huggingface_hub import constants, hf_hub_download
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
+from engine.cache import racy
 from engine.errors import DataError, MissingFileError
 
 META_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
@@ -138,24 +140,26 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
 _HELD: dict[str, tuple[tuple[int, ...], dict[str, torch.Tensor]]] = {}
 
 
-def file_identity(path: str | Path) -> tuple[int, ...]:
+def file_identity(path: str | Path, st: os.stat_result | None = None) -> tuple[int, ...]:
     """Device, inode, size, mtime and ctime (ns) of a file: a rewrite in place, a replacement or a
     copy over it changes at least one (ctime cannot be set back), so a held state dict whose
-    identity still matches is the file's content."""
-    st = os.stat(path)
+    identity still matches is the file's content (held only if not racy when read)."""
+    st = st or os.stat(path)
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def hold_weights(path: str | Path) -> bool:
     """Read a weights file into memory for the runs this process will fork, unless the copy held
-    is still the file's content. Not held if the file changed while it was read. True if read."""
+    is still the file's content. Not held if the file changed while it was read, or so shortly
+    before that a rewrite could keep its timestamps (engine.cache.racy). True if read."""
     key = os.path.realpath(path)
-    identity = file_identity(key)
+    st = os.stat(key)
+    identity = file_identity(key, st)
     held = _HELD.get(key)
     if held is not None and held[0] == identity:
         return False
     _HELD.pop(key, None)
     state = _read_state_dict(key)
-    if file_identity(key) == identity:
+    if file_identity(key) == identity and not racy(st, time.time()):
         _HELD[key] = (identity, state)
     return True

@@ -47,7 +47,9 @@ def stat_key(path: Path | str, st: os.stat_result | None = None) -> str:
     return f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_ctime_ns}"
 
 
-def _racy(st: os.stat_result, now: float) -> bool:
+def racy(st: os.stat_result, now: float) -> bool:
+    """Whether a file changed so recently that a rewrite now could keep its (coarse) timestamps:
+    then what the file system says of it does not identify its content."""
     return now - max(st.st_mtime, st.st_ctime) < RACY_SECONDS
 
 
@@ -88,7 +90,7 @@ def file_digest(path: Path | str) -> str:
     if isinstance(known, str):
         return known
     digest = sha256_file(path)
-    if not _racy(st, time.time()):
+    if not racy(st, time.time()):
         _remember(key, digest)
     return digest
 
@@ -107,6 +109,6 @@ def files_digest(paths: Sequence[Path | str]) -> str:
     for path in paths:
         h.update(f"{os.path.realpath(path)}\0{sha256_file(path)}\n".encode())
     digest = h.hexdigest()
-    if not any(_racy(st, now) for st in stats):
+    if not any(racy(st, now) for st in stats):
         _remember(key, digest)
     return digest

@@ -288,13 +288,16 @@ def test_commands_a_worker_cannot_serve_as_a_new_process_start_one(misbehaving, 
     assert "other_env" not in (tmp_path / "worker.log").read_text()
 
 
-def test_held_weights_are_served_only_while_the_file_is_unchanged(tmp_path):
+def test_held_weights_are_served_only_while_the_file_is_unchanged(tmp_path, monkeypatch):
     """A worker reads the weights once; a run takes the held copy only if the file's identity is still
     the one read (here: rewritten in place with the same size and mtime, which only ctime shows)."""
     path = tmp_path / "weights.pt"
     original = sources.read_state_dict(REPO / "backbone" / "weights" / "tiny-attr.pt")
     with open(path, "wb") as f:
         torch.save(original, f)
+    assert sources.hold_weights(path) and str(path.resolve()) not in sources._HELD  # just written: not held
+    real_time = time.time
+    monkeypatch.setattr(sources.time, "time", lambda: real_time() + 3)  # as if read 3 s later
     assert sources.hold_weights(path) and not sources.hold_weights(path)  # read once, then held
     served = sources.read_state_dict(path)
     assert served.keys() == original.keys() and all(torch.equal(served[k], original[k]) for k in served)
@@ -325,3 +328,4 @@ def test_tools_warm_serves_a_scripts_runs_from_one_worker(data_root, tmp_path):
     assert [p.parts[-7] for p in runs] == ["test_new", "train_base"]
     log = (tmp_path / "worker.log").read_text()
     assert log.count(" ended (0)") == 2 and all(f"--output-dir {p.parent} " in log for p in runs)
+
