@@ -25,10 +25,18 @@ import torch
 from torch import Tensor
 
 from backbone import ClipBackbone, TowerHooks
-from engine.io import atomic_write
+from engine.checkpoint import load_tensors, remove_tensors, save_tensors
+from engine.errors import UserError
 from engine.progress import duration, progress
-from headroles.concepts import (CLUSTERINGS, DEFAULT_EMBEDDER, Concepts, distribution, entropy_bits, hdbscan_concepts,
-                                label_concepts)
+from headroles.concepts import (
+    CLUSTERINGS,
+    DEFAULT_EMBEDDER,
+    Concepts,
+    distribution,
+    entropy_bits,
+    hdbscan_concepts,
+    label_concepts,
+)
 from headroles.images import image_batches
 from headroles.pool import TextPool
 from headroles.roles import assign_role, entropy_cuts
@@ -86,12 +94,13 @@ class MomentsFile:
     def load(self, moments: HeadMoments) -> int:
         """Images already covered (their moments loaded into `moments`), 0 if none to resume."""
         try:
-            state = torch.load(self.path, weights_only=True)
-        except (OSError, RuntimeError, ValueError, EOFError):
+            state = load_tensors(self.path, "the saved moments")
+        except UserError:  # none, damaged or not ours: start over
             return 0
         if not isinstance(state, dict) or state.get("identity") != self.identity:
             return 0
-        if state["sum"].shape != moments.sum.shape:
+        if any(not isinstance(state.get(k), Tensor) or state[k].shape != getattr(moments, k).shape
+               for k in ("sum", "outer")):
             return 0
         moments.count = int(state["count"])
         moments.sum.copy_(state["sum"])
@@ -103,11 +112,11 @@ class MomentsFile:
             return
         state = {"identity": self.identity, "images": images, "count": moments.count,
                  "sum": moments.sum.cpu(), "outer": moments.outer.cpu()}
-        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
+        save_tensors(state, self.path)
         self.saved_at = time.monotonic()
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        remove_tensors(self.path)
 
 
 def peak_memory_gb(device: torch.device) -> float:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from backbone import ClipBackbone
 from engine.cache import sha256_file, user_cache_dir
+from engine.checkpoint import DIGEST_SUFFIX
 from engine.io import remove_interrupted_saves
 from engine.locks import locked
 from headroles.analysis import BATCH_SIZE, AnalysisSettings, MomentsFile, run_analysis
@@ -70,8 +71,8 @@ def cache_path(key: dict) -> Path:
 
 
 def entry_lock(path: Path) -> Path:
-    """The lock every writer of an entry's files holds (its map, heatmap and moments)."""
-    name = path.name.removesuffix(MOMENTS_SUFFIX)
+    """The lock every writer of an entry's files holds (its map, heatmap, moments and their digest)."""
+    name = path.name.removesuffix(DIGEST_SUFFIX).removesuffix(MOMENTS_SUFFIX)
     return path.with_name(name).with_suffix(".lock")
 
 

@@ -228,3 +228,22 @@ def test_a_live_analysis_keeps_its_moments_temp_file_while_a_dead_ones_goes(clip
         assert live.is_file()  # its writer holds the entry's lock
     cached_analysis(clip, inp, batch_size=4)
     assert not live.exists()  # nobody holds it now: a killed writer's
+
+
+def test_saved_moments_with_a_flipped_byte_are_not_resumed(clip, images, cache, tmp_path):
+    """torch.load does not check its zip CRCs: the moments carry their digest, and a damaged file is
+    started over, never resumed from (its role map would be cached for good)."""
+    from headroles.analysis import HeadMoments, MomentsFile
+
+    moments = HeadMoments(8, clip.embed_dim)
+    moments.add(torch.randn(3, 8, clip.embed_dim))
+    path = tmp_path / "m.pt"
+    MomentsFile(path, "analysis A", every=0).save(moments, 3, force=True)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data/0") + 200  # inside the first tensor's bytes
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+    again = HeadMoments(8, clip.embed_dim)
+    assert MomentsFile(path, "analysis A").load(again) == 0 and again.count == 0
+    MomentsFile(path, "analysis A").remove()
+    assert not path.exists() and not path.with_name("m.pt.sha256").exists()
