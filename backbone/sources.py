@@ -22,7 +22,7 @@ from huggingface_hub import constants, hf_hub_download
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from open_clip.pretrained import download_pretrained, get_pretrained_cfg
 
-from engine.cache import racy
+from engine.cache import file_identity, racy
 from engine.errors import DataError, MissingFileError
 
 META_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
@@ -138,14 +138,6 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
 # real path -> (file identity when read, state dict). Only a worker fills it, before it forks its
 # runs: each forked run takes its copy on its first read_state_dict of that file.
 _HELD: dict[str, tuple[tuple[int, ...], dict[str, torch.Tensor]]] = {}
-
-
-def file_identity(path: str | Path, st: os.stat_result | None = None) -> tuple[int, ...]:
-    """Device, inode, size, mtime and ctime (ns) of a file: a rewrite in place, a replacement or a
-    copy over it changes at least one (ctime cannot be set back), so a held state dict whose
-    identity still matches is the file's content (held only if not racy when read)."""
-    st = st or os.stat(path)
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def hold_weights(path: str | Path) -> bool:

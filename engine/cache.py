@@ -41,10 +41,17 @@ def sha256_file(path: Path | str) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def stat_key(path: Path | str, st: os.stat_result | None = None) -> str:
-    """What the file system says of a file: resolved path, size, mtime, inode, ctime (ns)."""
+def file_identity(path: Path | str, st: os.stat_result | None = None) -> tuple[int, ...]:
+    """What the file system says of a file: device, inode, size, mtime and ctime (ns). A rewrite in
+    place, a replacement or a copy over it changes at least one (no tool can set a ctime back), unless
+    it lands within the timestamps' resolution of the last change: see `racy`."""
     st = st or os.stat(path)
-    return f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_ctime_ns}"
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def stat_key(path: Path | str, st: os.stat_result | None = None) -> str:
+    """The resolved path and the file's identity, as one index key."""
+    return "|".join([os.path.realpath(path), *map(str, file_identity(path, st))])
 
 
 def racy(st: os.stat_result, now: float) -> bool:

@@ -263,11 +263,11 @@ def test_a_run_that_crashes_hangs_or_is_killed_takes_only_itself_down(misbehavin
 
 
 def test_commands_a_worker_cannot_serve_as_a_new_process_start_one(misbehaving, tmp_path):
-    """Another environment, or a changed source file: the run starts as its own process and says why;
-    a worker whose sources changed takes no more commands."""
+    """Another environment, or a changed source file (even with its size and mtime kept): the run
+    starts as its own process and says why; a worker whose sources changed takes no more commands."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text("")
+    (site / "sitecustomize.py").write_text("x = 1\n")
     env = {**base_env(), "PYTHONPATH": str(site)}
     worker = WarmWorker(env, tmp_path / "worker.log").start()
     try:
@@ -278,7 +278,9 @@ def test_commands_a_worker_cannot_serve_as_a_new_process_start_one(misbehaving, 
         note = ("note: the warm worker did not start the run (the environment differs from the worker's in "
                 "OMP_NUM_THREADS); train.py runs as its own process\n")
         assert other.stderr == note + served.stderr  # the same traceback, from train.py's frame on
-        os.utime(site / "sitecustomize.py", ns=(time.time_ns(), time.time_ns() + 10**9))
+        before = (site / "sitecustomize.py").stat()  # rewritten with its size and mtime kept: only ctime shows it
+        (site / "sitecustomize.py").write_text("x = 2\n")
+        os.utime(site / "sitecustomize.py", ns=(before.st_atime_ns, before.st_mtime_ns))
         stale = run(misbehaving("stale", "finish"), env, worker)
         assert stale.returncode == 0 and (tmp_path / "stale" / "results.json").is_file()
         assert f"{site / 'sitecustomize.py'} changed since the worker started" in stale.stderr

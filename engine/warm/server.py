@@ -30,6 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
+from engine.cache import file_identity
 from engine.processes import signal_tree, stop_tree
 from engine.warm.protocol import Reader, env_differences, send
 
@@ -50,16 +51,15 @@ def thread_count() -> int:
 
 
 def source_files() -> dict[str, tuple[int, ...]]:
-    """(inode, size, mtime) of every imported module's file."""
+    """The identity (engine.cache.file_identity) of every imported module's file."""
     out = {}
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
         if path and path not in out:
             try:
-                st = os.stat(path)
+                out[path] = file_identity(path)
             except OSError:
                 continue
-            out[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
     return out
 
 
@@ -164,10 +164,10 @@ class Worker:
         self.socket_path = socket_path
         self.startup_signals = {sig: signal.getsignal(sig) for sig in STOPS}
         started = time.perf_counter()
-        import train  # noqa: F401  (what train.py imports, in its order)
-
         import numpy
         import torch
+
+        import train  # noqa: F401  (what train.py imports, in its order)
 
         self.torch = torch
         self.numpy = numpy
@@ -204,10 +204,9 @@ class Worker:
     @staticmethod
     def _identity(path: str) -> tuple[int, ...] | None:
         try:
-            st = os.stat(path)
+            return file_identity(path)
         except OSError:
             return None
-        return st.st_ino, st.st_size, st.st_mtime_ns
 
     def retire(self, why: str) -> None:
         """Take no more commands (clients then run train.py themselves); exit once the runs end."""
