@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from comparison.reported import Reported, reported_labels
-from comparison.stats import Stat, across_datasets, harmonic_mean, seed_averages, summarise
+from comparison.stats import Stat, across_datasets, seed_averages, summarise
 from comparison.tree import (RUN_PATTERN, Method, Selection, all_keys, dataset_order, method_labels, scan,
                              seed_gaps, untested_lines)
 from engine.errors import DataError
+from engine.summary import harmonic_mean
 
 AVERAGE = "average"
 Pairs = dict[int, tuple[float, float]]  # seed -> (base accuracy, new accuracy)

@@ -27,11 +27,6 @@ def summarise(values: Iterable[float]) -> Stat:
     return Stat(statistics.fmean(values), statistics.pstdev(values), len(values))
 
 
-def harmonic_mean(base: float, new: float) -> float:
-    """HM = 2·B·N/(B+N), the base-to-new summary of CoCoOp and its successors."""
-    return 2 * base * new / (base + new) if base + new else 0.0
-
-
 def seed_averages(per_dataset: list[dict[int, float]]) -> dict[int, float]:
     """{seed: mean over the datasets} for the seeds that every dataset has."""
     common = set.intersection(*(set(d) for d in per_dataset)) if per_dataset else set()

@@ -2,36 +2,40 @@
 pair, the pair's Base / New / HM, the Base read from the training run's results.json."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from engine.errors import UserError
+from engine.run_folder import RESULTS
+from engine.run_identity import read_results
 
-def harmonic_mean(a: float, b: float) -> float:
-    return 2 * a * b / (a + b) if a + b else 0.0
+
+def harmonic_mean(base: float, new: float) -> float:
+    """HM = 2·B·N/(B+N), the base-to-new summary of CoCoOp and its successors."""
+    return 2 * base * new / (base + new) if base + new else 0.0
 
 
 def trained_base_accuracy(model_dir: str | Path | None, dataset: str) -> tuple[float, Path] | None:
-    """(test accuracy, file) of the training run in `model_dir` when it evaluated the base classes
-    of `dataset` (a finished train_base run), else None."""
+    """(test accuracy, file) of the training run in `model_dir` when its manifest says it evaluated
+    the base classes of `dataset` (a finished train_base run), else None."""
     if not model_dir:
         return None
-    path = Path(model_dir) / "results.json"
+    path = Path(model_dir) / RESULTS
     try:
-        results = json.loads(path.read_text())
-        if results.get("subsample") != "base" or results.get("dataset") != dataset:
+        results = read_results(path)
+        manifest = results["manifest"]
+        if manifest["subsample"] != "base" or manifest["dataset"] != dataset:
             return None
         return float(results["evaluations"]["test"]["metrics"]["accuracy"]), path
-    except (OSError, ValueError, KeyError, TypeError):
+    except (UserError, OSError, KeyError, TypeError, ValueError):
         return None
 
 
 def recorded_evaluations(output_dir: str | Path) -> dict:
     """The evaluations a finished run's results.json records ({} if unreadable)."""
     try:
-        evaluations = json.loads((Path(output_dir) / "results.json").read_text()).get("evaluations")
-    except (OSError, ValueError, AttributeError):
+        return read_results(Path(output_dir) / RESULTS)["evaluations"]
+    except (UserError, OSError):
         return {}
-    return evaluations if isinstance(evaluations, dict) else {}
 
 
 def result_line(cfg, evaluations: dict, model_dir: str | Path | None = None) -> str | None:

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import UserError
-from comparison.command import main
 from comparison.base2new import base2new
+from comparison.command import main
 from comparison.fewshot import few_shot
 from comparison.reported import Reported, load_reported
-from comparison.stats import harmonic_mean
 from comparison.transfer import transfer
 from comparison.tree import Method, Selection, method_labels
+from engine.errors import UserError
+from engine.summary import harmonic_mean
 from tests.manifests import whole_manifest
 
 REPO = Path(__file__).resolve().parents[1]
