@@ -4,7 +4,7 @@ A method whose image tower is untouched at evaluation (its image features are th
 backbone's) sees the same test features in every seed, method and protocol step on a dataset.
 `FeatureCache.load_or_compute` stores them under the user cache folder (engine/cache.py),
 named by the SHA-256 of a key that holds everything that changes them; the caller builds the
-key (trainers/common.py: backbone weights, the images' content (`image_list_signature`),
+key (trainers/common.py: backbone weights, the images' content (`engine.cache.files_digest`),
 evaluation transform, precision, batch size, device type, torch version). The file repeats the
 key and the image list, and both are compared on load, as is the file's recorded digest
 (engine/checkpoint.py): any difference recomputes. Writes are atomic and made under a lock, so
@@ -20,19 +20,13 @@ from typing import Callable, Sequence
 
 import torch
 
-from engine.cache import files_digest, user_cache_dir
+from engine.cache import user_cache_dir
 from engine.checkpoint import load_tensors, save_tensors
 from engine.errors import UserError
 from engine.io import remove_interrupted_saves
 from engine.locks import locked
 
 FORMAT = 2  # 2: images bound to their content, entries verified by their recorded digest
-
-
-def image_list_signature(paths: Sequence[str]) -> str:
-    """The images' content, in order (engine.cache.files_digest): a changed, replaced, added or
-    reordered image changes it, whatever its size and modification time say."""
-    return files_digest(paths)
 
 
 def key_text(key: dict) -> str:

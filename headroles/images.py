@@ -8,7 +8,6 @@ import torch
 import torchvision.transforms as T
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
-from engine.cache import files_digest
 from engine.data.images import read_image
 from engine.errors import ConfigError, MissingFileError, UsageError
 
@@ -73,8 +72,3 @@ def image_batches(paths: Sequence[str], transform: Callable, batch_size: int) ->
     for start in range(0, len(paths), batch_size):
         yield torch.stack([transform(read_image(p)) for p in paths[start:start + batch_size]])
 
-
-def image_list_digest(paths: Sequence[str]) -> str:
-    """The exact image list by content (engine.cache.files_digest): another selection, order or
-    a changed file gives another digest, whatever its size and modification time say."""
-    return files_digest(paths)

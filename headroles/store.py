@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from backbone import ClipBackbone
-from engine.cache import sha256_file, user_cache_dir
+from engine.cache import files_digest, sha256_file, user_cache_dir
 from engine.checkpoint import DIGEST_SUFFIX
 from engine.io import remove_interrupted_saves
 from engine.locks import locked
 from headroles.analysis import BATCH_SIZE, AnalysisSettings, MomentsFile, run_analysis
-from headroles.images import clip_transform, image_list_digest
+from headroles.images import clip_transform
 from headroles.pool import read_pool
 from headroles.report import save_role_map
 
@@ -57,7 +57,7 @@ def cache_key(inp: AnalysisInput) -> dict:
         raise ValueError(f"scope kind must be one of {SCOPES}, got {inp.scope!r}")
     key = {
         "format": FORMAT, "backbone": inp.backbone, "weights": inp.fingerprint,
-        "images": {"count": len(inp.images), "sha256": image_list_digest(inp.images)},
+        "images": {"count": len(inp.images), "sha256": files_digest(inp.images)},
         "transform": TRANSFORM, "text_pool_sha256": sha256_file(inp.pool),
         "settings": asdict(inp.settings), "scope": inp.scope,
     }

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from backbone import load_clip
+from engine.cache import files_digest
 from engine.errors import ConfigError, DataError, RunMismatchError
-from headroles.images import image_list_digest
 from headroles.rolemap import RoleMapError, parse_role_map, read_role_map
 from tests.minidata import make_caltech_like
 from tests.replica import IMAGENET_SAMPLE, Images, imagenet_tree
@@ -412,7 +412,7 @@ def test_global_default_analyses_imagenet_validation_images(tmp_path, cache, cap
     assert "computing the head analysis of tiny-attr once on 12 images" in capsys.readouterr().out
     payload = json.loads((tmp_path / "run" / "role_map.json").read_text())
     val = sorted(str(p) for p in (root / "imagenet" / "images" / "val").rglob("*.JPEG"))
-    assert payload["cache_key"]["images"] == {"count": 12, "sha256": image_list_digest(val)}
+    assert payload["cache_key"]["images"] == {"count": 12, "sha256": files_digest(val)}
 
 
 def test_a_run_folder_started_with_another_role_map_is_refused(data_root, role_map_file, tmp_path):

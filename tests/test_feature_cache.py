@@ -14,7 +14,8 @@ from PIL import Image
 import engine.cache
 
 from backbone import model_configs
-from engine.feature_cache import FeatureCache, image_list_signature
+from engine.cache import files_digest
+from engine.feature_cache import FeatureCache
 from engine.registry import TRAINER_REGISTRY
 from tests.minidata import make_caltech_like
 from train import main, parse_args, setup_cfg
@@ -152,7 +153,7 @@ def test_an_entry_is_used_only_for_its_own_key_and_images(tmp_path):
     for p in images:
         p.write_bytes(b"x")
     paths = [str(p) for p in images]
-    key = {"images": image_list_signature(paths), "transform": "t"}
+    key = {"images": files_digest(paths), "transform": "t"}
     cache.save(key, paths, torch.ones(3, 2))
     assert torch.equal(cache.load(key, paths), torch.ones(3, 2))
     assert cache.load(key, paths[::-1]) is None  # same key, another order
@@ -162,7 +163,7 @@ def test_an_entry_is_used_only_for_its_own_key_and_images(tmp_path):
     cache.path(other).write_bytes(b"garbage")
     assert cache.load(other, paths) is None
     images[1].write_bytes(b"xy")  # size changes the signature
-    assert image_list_signature(paths) != key["images"]
+    assert files_digest(paths) != key["images"]
 
 
 def test_a_sweep_of_runs_reuses_the_features(data_root, tmp_path, cache_dir):

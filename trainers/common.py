@@ -13,10 +13,11 @@ from torch import nn
 
 from backbone import ClipBackbone, load_clip
 from backbone.precision import amp_note, autocast, cpu_amp_dtype, grad_scaler
+from engine.cache import files_digest
 from engine.checkpoint import load_checkpoint, load_learnable_state
 from engine.data.samplers import ShardSampler
 from engine.errors import ConfigError
-from engine.feature_cache import FeatureCache, image_list_signature
+from engine.feature_cache import FeatureCache
 from engine.progress import progress
 from engine.trainer import TrainerX
 
@@ -178,7 +179,7 @@ class ClipTrainer(TrainerX):
         impaths = [d.impath for d in loader.dataset.items]
         key = {
             "feature": "ClipBackbone.encode_image", "backbone": self.cfg.MODEL.BACKBONE.NAME,
-            "weights": self.manifest["weights"], "images": image_list_signature(impaths), "n_images": len(impaths),
+            "weights": self.manifest["weights"], "images": files_digest(impaths), "n_images": len(impaths),
             "transform": repr(loader.dataset.transform), "weight_dtype": str(clip.dtype),
             "autocast": self.autocast_dtype(), "batch_size": loader.batch_size, "device": self.device.type,
             "torch": str(torch.__version__),
