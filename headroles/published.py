@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from engine.cache import sha256_file, user_cache_dir
-from engine.errors import ConfigError
+from engine.errors import ConfigError, DataError
 from engine.fetch import fetch_verified
 from engine.io import atomic_write_bytes, remove_interrupted_saves
 from engine.locks import locked
@@ -64,10 +64,10 @@ def fetch_role_map(url: str, sha256: str) -> Path:
 
 def check_file_pin(path: Path, sha256: str) -> None:
     """A local map given with TRAINER.DEAR.ROLE_MAP_SHA256 must have those bytes."""
-    from engine.errors import DataError
-
+    if not sha256:
+        return
     digest = sha256_file(path)
-    if sha256 and digest != sha256.lower():
+    if digest != sha256.lower():
         raise DataError(f"Refused role map {path}: its SHA-256 is {digest}, not the pinned "
                         f"TRAINER.DEAR.ROLE_MAP_SHA256 {sha256}")
 

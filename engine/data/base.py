@@ -302,7 +302,6 @@ def load_or_make_fewshot(train, val, num_shots: int, seed: int, cache_dir: Path,
     """
     warn_short_classes(train, num_shots)
     classes = classes if classes is not None else lab2cname_of([*train, *val])
-    source = split_source(train, val, classes, image_dir)
 
     def draw(rng_seed: int) -> tuple[list[Datum], list[Datum]]:
         rng = random.Random(rng_seed)
@@ -311,6 +310,7 @@ def load_or_make_fewshot(train, val, num_shots: int, seed: int, cache_dir: Path,
     if seed < 0:
         print(f"Unseeded run (SEED {seed}): {num_shots}-shot picks drawn at random for this run only, not cached")
         return draw(distributed.broadcast_object(random.SystemRandom().randrange(2**62)))
+    source = split_source(train, val, classes, image_dir)
     cache = cache_dir / f"shot_{num_shots}-seed_{seed}.json"
     if cache_dir.is_dir():
         remove_interrupted_saves(cache_dir, recursive=False, lock_of=fewshot_lock)
