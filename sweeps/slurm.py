@@ -64,8 +64,7 @@ class ChainJob(submitit.helpers.Checkpointable):
         """A warm worker for the job's runs, where it pays: two runs or more left to do."""
         environ = {**os.environ, **self.env, **self.extra}
         todo = [step for step in self.chain.steps if not step_done(step, self.env)]
-        if not getattr(self, "warm", True) or sum(len(step.out_dirs) for step in todo) < 2 or unusable(environ) \
-                or int(environ.get("NPROC", "1") or 1) > 1:  # torchrun starts its own processes
+        if not self.warm or sum(len(step.out_dirs) for step in todo) < 2 or unusable(environ):
             return None
         log = job_log(todo[0], job_id).with_name(f"slurm-{job_id}-warm-worker.log")
         worker = WarmWorker(environ, log).start()

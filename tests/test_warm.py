@@ -331,3 +331,19 @@ def test_tools_warm_serves_a_scripts_runs_from_one_worker(data_root, tmp_path):
     log = (tmp_path / "worker.log").read_text()
     assert log.count(" ended (0)") == 2 and all(f"--output-dir {p.parent} " in log for p in runs)
 
+
+
+@pytest.mark.parametrize("env, why", [
+    ({}, None),
+    ({"NPROC": "1"}, None),
+    ({"NPROC": "2"}, "NPROC=2: torchrun starts each run's processes (scripts/common.sh)"),
+    ({"PROMPTLAB_WARM": "0"}, "PROMPTLAB_WARM=0"),
+])
+def test_no_worker_is_started_where_no_run_would_use_it(env, why, tmp_path):
+    """Local slots, SLURM jobs and tools/warm.py ask the same question before starting a worker: with
+    NPROC > 1 scripts/common.sh runs torchrun, which would leave a worker holding the weights unused."""
+    from engine.warm.owner import unusable
+    from sweeps.local import SlotWorkers
+
+    assert unusable(env) == why
+    assert SlotWorkers({**env, "PYTHON": sys.executable}, [{}], tmp_path).why_not == why

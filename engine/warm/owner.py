@@ -32,6 +32,8 @@ def unusable(env: Mapping[str, str]) -> str | None:
             return f"PYTHON={python} is not this interpreter ({sys.executable})"
     if not hasattr(os, "fork"):
         return "this system has no fork"
+    if env.get("NPROC", "1") not in ("", "1"):
+        return f"NPROC={env['NPROC']}: torchrun starts each run's processes (scripts/common.sh)"
     return None
 
 
