@@ -106,13 +106,14 @@ def test_hdbscan_on_a_labelled_pool_names_each_cluster_by_its_majority_label(tmp
         for t in head["top_texts"]:
             if t["concept"] is not None:
                 members.setdefault(t["concept"], set()).add(t["text"])
-    assert set(members) <= set(payload["concepts"])
+    assert members and set(members) <= set(payload["concepts"])
     for name, texts in members.items():
         votes = Counter(labels[t] for t in texts)
         assert votes[clusters["named"][name]] == max(votes.values()), (name, votes)  # the majority label
         assert name.split(" (")[0] == clusters["named"][name]
-    for head in payload["heads"]:
+    attribute_heads = [h for h in payload["heads"] if h["role"] == "attribute"]
+    assert attribute_heads
+    for head in attribute_heads:
         label = clusters["named"].get(head["dominant_concept"])
-        if head["role"] == "attribute":
-            assert head["attribute"] == label and label in payload["attributes"]
+        assert head["attribute"] == label and label in payload["attributes"]
     assert "HDBSCAN clusters: " in capsys.readouterr().out

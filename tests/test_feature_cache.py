@@ -213,8 +213,10 @@ def test_a_damaged_entry_is_recomputed_not_used(data_root, tmp_path, cache_dir, 
     first = eval_logits(trainer_for(data_root, "ZeroshotCLIP", tmp_path / "a"))
     (entry,) = cache_dir.glob("*.pt")
     data = bytearray(entry.read_bytes())
-    data[len(data) // 2] ^= 0x01
+    stored = torch.load(entry, weights_only=True)["features"]
+    data[bytes(data).index(stored.numpy().tobytes()) + 2] ^= 0x40  # inside the features' bytes
     entry.write_bytes(bytes(data))
+    assert not torch.equal(torch.load(entry, weights_only=True)["features"], stored)  # loads without complaint
     capsys.readouterr()
     again = eval_logits(trainer_for(data_root, "ZeroshotCLIP", tmp_path / "b"))
     assert "computed and stored in" in capsys.readouterr().out and torch.equal(first, again)

@@ -179,6 +179,7 @@ def test_an_interrupted_analysis_resumes_from_its_saved_moments(clip, images, ca
     # the resumed analysis is the uninterrupted one
     whole = analysis.run_analysis(clip, list(images), clip_transform(clip.image_size), read_pool(DEFAULT_POOL),
                                   inp.settings, 2)
+    assert len(payload["heads"]) == len(whole["heads"]) > 0
     for a, b in zip(payload["heads"], whole["heads"]):
         assert (a["layer"], a["head"], a["role"], [t["text"] for t in a["top_texts"]]) == \
             (b["layer"], b["head"], b["role"], [t["text"] for t in b["top_texts"]])
