@@ -18,7 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from engine.io import atomic_write_text, remove_interrupted_saves
 from engine.locks import locked
@@ -87,35 +87,38 @@ def _remember(key: str, digest: str) -> None:
         pass
 
 
+def _remembered(key: str, stats: Sequence[os.stat_result], compute: Callable[[], str]) -> str:
+    """The digest the index holds under `key`, else `compute()`, remembered unless one of the files
+    (`stats`, taken before computing) was racy when it was done."""
+    known = _read_index().get(key)
+    if isinstance(known, str):
+        return known
+    digest = compute()
+    now = time.time()
+    if not any(racy(st, now) for st in stats):
+        _remember(key, digest)
+    return digest
+
+
 def file_digest(path: Path | str) -> str:
     """sha256 of a file's bytes, remembered under its `stat_key` (a large weights file is hashed
     once, and again whenever it is replaced, whatever its mtime says)."""
     path = Path(path).resolve()
     st = path.stat()
-    key = f"file:{stat_key(path, st)}"
-    known = _read_index().get(key)
-    if isinstance(known, str):
-        return known
-    digest = sha256_file(path)
-    if not racy(st, time.time()):
-        _remember(key, digest)
-    return digest
+    return _remembered(f"file:{stat_key(path, st)}", [st], lambda: sha256_file(path))
 
 
 def files_digest(paths: Sequence[Path | str]) -> str:
     """sha256 over an ordered file list: every path with the sha256 of its bytes, so that a
     changed, replaced, added, removed or reordered file changes it. Remembered under the
     `stat_key`s of the whole list: an unchanged image set costs one stat per file."""
-    now = time.time()
     stats = [os.stat(p) for p in paths]
     key = "files:" + hashlib.sha256("\n".join(stat_key(p, st) for p, st in zip(paths, stats)).encode()).hexdigest()
-    known = _read_index().get(key)
-    if isinstance(known, str):
-        return known
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(f"{os.path.realpath(path)}\0{sha256_file(path)}\n".encode())
-    digest = h.hexdigest()
-    if not any(racy(st, now) for st in stats):
-        _remember(key, digest)
-    return digest
+
+    def digest() -> str:
+        h = hashlib.sha256()
+        for path in paths:
+            h.update(f"{os.path.realpath(path)}\0{sha256_file(path)}\n".encode())
+        return h.hexdigest()
+
+    return _remembered(key, stats, digest)
