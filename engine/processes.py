@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Iterable
 
 
 def process_tree(pid: int) -> list[int]:
@@ -44,8 +45,17 @@ def alive(pid: int) -> bool:
 def stop_tree(pid: int, grace_s: float) -> None:
     """SIGTERM to a step and its children; SIGKILL to those still running after `grace_s` seconds.
     Safe in a signal handler: it never waits on the step's Popen, whose wait() it may have interrupted."""
-    tree = process_tree(pid)
-    signal_tree(pid)
+    stop_trees([pid], grace_s)
+
+
+def stop_trees(pids: Iterable[int], grace_s: float) -> None:
+    """stop_tree for several steps at once: one grace period for all of them."""
+    tree = [p for pid in pids for p in process_tree(pid)]
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     deadline = time.time() + grace_s
     while time.time() < deadline and any(alive(p) for p in tree):
         time.sleep(0.1)

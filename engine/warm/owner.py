@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Mapping
 
-from engine.warm.protocol import SOCKET_ENV, WARM_ENV, warm_enabled
+from engine.warm.protocol import RUN_STOP_GRACE_S, SOCKET_ENV, WARM_ENV, warm_enabled
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 600.0
-STOP_GRACE_S = 10.0
+STOP_GRACE_S = RUN_STOP_GRACE_S  # the worker's own stop: its runs' grace, then it exits
 
 
 def unusable(env: Mapping[str, str]) -> str | None:

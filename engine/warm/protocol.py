@@ -9,6 +9,7 @@ import socket
 from typing import Mapping
 
 SOCKET_ENV = "PROMPTLAB_WORKER"  # the socket of the worker that serves this process's train.py commands
+RUN_STOP_GRACE_S = 10.0  # a stopping worker's runs get this long after SIGTERM, all together
 WARM_ENV = "PROMPTLAB_WARM"  # "0": every run starts as its own process (tools/sweep.py --no-warm)
 
 # Read only while a run runs (by our code or the scripts), so a run may set them differently from

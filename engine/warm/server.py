@@ -31,8 +31,8 @@ import traceback
 from pathlib import Path
 
 from engine.cache import file_identity
-from engine.processes import signal_tree, stop_tree
-from engine.warm.protocol import Reader, env_differences, send
+from engine.processes import signal_tree, stop_trees
+from engine.warm.protocol import RUN_STOP_GRACE_S, Reader, env_differences, send
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "train.py"
@@ -359,13 +359,10 @@ class Worker:
         signal_tree(pid, signal.SIGKILL)
 
     def stop(self, why: str) -> None:
-        """Stop every run still served (SIGTERM, SIGKILL after 10 s), and tell their clients."""
+        """Stop every run still served (SIGTERM, SIGKILL after RUN_STOP_GRACE_S), and tell their clients."""
         print(f"worker {self.pid}: stopping ({why})", flush=True)
         self.accepting = False
-        for pid in self.runs.values():
-            signal_tree(pid)
-        for pid in list(self.runs.values()):
-            stop_tree(pid, grace_s=10.0)
+        stop_trees(list(self.runs.values()), RUN_STOP_GRACE_S)
         self.reap()
 
     def close(self) -> None:
