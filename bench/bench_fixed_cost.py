@@ -127,16 +127,10 @@ def prepare(out: Path, backbones: list[str]) -> dict[str, list[str]]:
             "--config-file", "configs/trainers/CoOp/tiny_ep10.yaml", "DATASET.NUM_SHOTS", "16",
             "DATASET.SUBSAMPLE_CLASSES", "base"]
     if "ViT-B/16" in backbones:
-        import torch
-
-        from backbone import load_clip
-        from bench.common import make_caltech
+        from bench.common import make_caltech, save_random_vit_b16
 
         make_caltech(out / "data", 10, {"train": 2, "val": 1, "test": 2}, 224)
-        weights = out / "vit_b16_random.pt"
-        if not weights.is_file():
-            torch.manual_seed(0)
-            torch.save(load_clip("ViT-B/16", pretrained=False).model.state_dict(), weights)
+        weights = save_random_vit_b16(out / "vit_b16_random.pt")
         commands["ViT-B/16"] = [
             "train.py", "--root", str(out / "data"), "--skip-finished", "--seed", "1", "--trainer", "CoOp",
             "--dataset-config-file", "configs/datasets/caltech101.yaml",

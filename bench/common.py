@@ -81,3 +81,19 @@ def write_role_map(path: Path, backbone: str) -> Path:
                for layer in range(first, layers + 1) for h in range(heads)]
     path.write_text(json.dumps({"backbone": "device-check", "heads": entries}))
     return path
+
+
+def save_random_vit_b16(path: Path, fp16_values: bool = False) -> Path:
+    """A random ViT-B/16 (seed 0) as an OpenAI-style state dict, written anew every time (a file of
+    that name from another run or version is never trusted). `fp16_values`: rounded to fp16, so
+    code that loads it into fp16 layers first (the official build_model) gets the same numbers."""
+    import torch
+
+    from backbone import load_clip
+
+    torch.manual_seed(0)
+    state = load_clip("ViT-B/16", pretrained=False).model.state_dict()
+    if fp16_values:
+        state = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items() if k != "attn_mask"}
+    torch.save(state, path)
+    return path

@@ -252,18 +252,6 @@ class Side:
         self.log.close()
 
 
-def make_weights(path: Path) -> None:
-    import torch
-
-    sys.path.insert(0, str(REPO))
-    from backbone import load_clip
-
-    torch.manual_seed(0)
-    state = load_clip("ViT-B/16", pretrained=False).model.state_dict()
-    torch.save({k: v.half().float() if v.is_floating_point() else v for k, v in state.items()
-                if k != "attn_mask"}, path)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--official-root", type=Path)
@@ -287,7 +275,10 @@ def main(argv: list[str] | None = None) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="vs-official-"))
     weights = work / "vit_b16_random_fp16_values.pt"
-    make_weights(weights)
+    sys.path.insert(0, str(REPO))
+    from bench.common import save_random_vit_b16
+
+    save_random_vit_b16(weights, fp16_values=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, fp32, random ViT-B/16, {args.classes} "
           f"classes, batch {args.batch}, evaluation of {args.eval_images} images in batches of {args.eval_batch}; "
           f"{args.rounds} rounds after a warm-up round, the two sides alternating (min, median, seconds)")
