@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from engine.errors import ConfigError
 from tests.minidata import make_caltech_like
 from train import parse_args, setup_cfg
 from trainers.dear.trainer import DeAR
@@ -75,6 +76,8 @@ def test_dear_reports_its_per_dataset_settings_and_scales_logits_by_logit_scale(
     assert ("DeAR per-dataset settings (MMRL++'s official table) for Caltech101, TASK B2N: BETA 0.6; LAMBDA_REG 3.0, "
             "overridden on the command line: 2.0") in capsys.readouterr().out
     own = build("TRAINER.DEAR.LOGIT_SCALE", "0.0")
+    with pytest.raises(ConfigError, match=r"TRAINER\.DEAR\.LOGIT_SCALE must be > 0 .* or 0 .*, got -1\.0"):
+        build("TRAINER.DEAR.LOGIT_SCALE", "-1.0")
     model = fixed.model
     torch.manual_seed(0)
     cls, attr, text = torch.randn(2, 32), torch.randn(2, 5, 32), torch.randn(3, 32)

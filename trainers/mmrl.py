@@ -38,8 +38,8 @@ from engine.optim import build_lr_scheduler, build_optimizer
 from engine.registry import TRAINER_REGISTRY
 from trainers.common import ClipTrainer, TextClassifier, accuracy
 from trainers.representation import (
-    TASKS, FrozenTextPrefix, RepresentationSpace, logit_scale, representation_features, residual_factors, scores_fused,
-    token_hook,
+    TASKS, FrozenTextPrefix, RepresentationSpace, check_logit_scale, logit_scale, representation_features,
+    residual_factors, scores_fused, settings_overrides, settings_report, token_hook,
 )
 from trainers.templates import class_prompts
 
@@ -246,8 +246,7 @@ class MMRL(ClipTrainer):
     @classmethod
     def dataset_overrides(cls, cfg) -> list[str]:
         """KEY VALUE pairs of the official per-dataset settings (engine.config.dataset_overrides)."""
-        settings = cls.dataset_settings(cfg.TASK, cfg.DATASET.NAME)
-        return [item for key, value in settings.items() for item in (f"TRAINER.{cls.CONFIG_NODE}.{key}", repr(value))]
+        return settings_overrides(cls.CONFIG_NODE, cls.dataset_settings(cfg.TASK, cfg.DATASET.NAME))
 
     @classmethod
     def sweep_opts(cls, step: str, dataset: str, model_dir: str) -> list[str]:
@@ -260,9 +259,7 @@ class MMRL(ClipTrainer):
         super().check_cfg(cfg)
         c = cfg.TRAINER[self.CONFIG_NODE]
         self.dataset_settings(cfg.TASK, cfg.DATASET.NAME)  # validates TASK
-        if c.LOGIT_SCALE < 0:
-            raise ConfigError(f"TRAINER.{self.CONFIG_NODE}.LOGIT_SCALE must be > 0 (a fixed scale, officially 100) or 0 "
-                              f"(the checkpoint's logit_scale.exp()), got {c.LOGIT_SCALE}")
+        check_logit_scale(self.CONFIG_NODE, c.LOGIT_SCALE)
         if not 0 <= c.ALPHA <= 1 or c.N_REP_TOKENS < 1 or c.REP_DIM < 1:
             raise ConfigError(f"TRAINER.{self.CONFIG_NODE}: ALPHA must be in [0, 1], N_REP_TOKENS and REP_DIM >= 1; "
                               f"got {c.ALPHA}, {c.N_REP_TOKENS}, {c.REP_DIM}")
@@ -279,9 +276,8 @@ class MMRL(ClipTrainer):
         if not settings:
             print(f"{self.CONFIG_NODE} per-dataset settings (official trainers/config.py): none for {where}")
             return
-        parts = [f"{k} {v}" if node[k] == v else f"{k} {v}, overridden on the command line: {node[k]}"
-                 for k, v in settings.items()]
-        print(f"{self.CONFIG_NODE} per-dataset settings (official trainers/config.py) for {where}: {'; '.join(parts)}")
+        print(f"{self.CONFIG_NODE} per-dataset settings (official trainers/config.py) for {where}: "
+              f"{settings_report(node, settings)}")
 
     def build_model(self) -> None:
         cfg = self.cfg

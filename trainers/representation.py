@@ -152,6 +152,25 @@ def logit_scale(clip: ClipBackbone, fixed: float) -> Tensor | float:
     return fixed if fixed > 0 else clip.logit_scale.exp()
 
 
+def check_logit_scale(node: str, value: float) -> None:
+    """TRAINER.<node>.LOGIT_SCALE: a fixed scale > 0, or 0 for the checkpoint's (`logit_scale`)."""
+    if value < 0:
+        raise ConfigError(f"TRAINER.{node}.LOGIT_SCALE must be > 0 (a fixed scale, officially 100) or 0 "
+                          f"(the checkpoint's logit_scale.exp()), got {value}")
+
+
+def settings_overrides(node: str, settings: dict) -> list[str]:
+    """Per-dataset settings as KEY VALUE pairs under TRAINER.<node>, merged before the command line
+    (engine.config.dataset_overrides)."""
+    return [item for key, value in settings.items() for item in (f"TRAINER.{node}.{key}", repr(value))]
+
+
+def settings_report(node_cfg, settings: dict) -> str:
+    """The per-dataset settings for the log, each with the command line's override if there is one."""
+    return "; ".join(f"{k} {v}" if node_cfg[k] == v else f"{k} {v}, overridden on the command line: {node_cfg[k]}"
+                     for k, v in settings.items())
+
+
 def scores_fused(task: str, subsample: str, dataset: str) -> bool:
     """MMRL's decoupled inference (the official `test`): whether evaluation scores the fused
     (class + representation) logits, else the class-token logits alone.

@@ -75,7 +75,7 @@ from trainers.dear.masks import ATTR_ATTENTIONS, MASK_MODES, role_masks
 from trainers.dear.role_source import check_source, role_map_file
 from trainers.dear.model import FUSIONS, DeARCLIP, DeAROutput, DeARSettings
 from trainers.mmrl import MMRLPP_DATASET_SETTINGS
-from trainers.representation import scores_fused
+from trainers.representation import check_logit_scale, scores_fused, settings_overrides, settings_report
 from trainers.templates import class_prompts
 
 FIRST_MASKED_LAYERS = ("J", "J+1")
@@ -189,7 +189,7 @@ class DeAR(ClipTrainer):
     @classmethod
     def dataset_overrides(cls, cfg) -> list[str]:
         """KEY VALUE pairs of `dataset_settings`, merged before the command line (engine.config)."""
-        return [item for key, value in cls.dataset_settings(cfg).items() for item in (f"TRAINER.DEAR.{key}", repr(value))]
+        return settings_overrides("DEAR", cls.dataset_settings(cfg))
 
     def report_dataset_settings(self) -> None:
         cfg, c = self.cfg, self.cfg.TRAINER.DEAR
@@ -199,8 +199,7 @@ class DeAR(ClipTrainer):
             why = "DATASET_SETTINGS none" if c.DATASET_SETTINGS == "none" else f"none in MMRL++'s table for {where}"
             print(f"DeAR per-dataset settings: {why}; BETA {c.BETA}, LAMBDA_REG {c.LAMBDA_REG}")
             return
-        parts = [f"{k} {v}" if c[k] == v else f"{k} {v}, overridden on the command line: {c[k]}" for k, v in settings.items()]
-        print(f"DeAR per-dataset settings (MMRL++'s official table) for {where}: {'; '.join(parts)}")
+        print(f"DeAR per-dataset settings (MMRL++'s official table) for {where}: {settings_report(c, settings)}")
 
     @classmethod
     def check_inputs(cls, cfg, manifest: dict) -> None:
@@ -220,9 +219,7 @@ class DeAR(ClipTrainer):
         if len(set(c.ATTRIBUTES)) != len(c.ATTRIBUTES) or not c.ATTRIBUTES:
             raise ConfigError(f"TRAINER.DEAR.ATTRIBUTES must be distinct and non-empty, got {list(c.ATTRIBUTES)}")
         self.dataset_settings(cfg)  # validates DATASET_SETTINGS and TASK
-        if c.LOGIT_SCALE < 0:
-            raise ConfigError(f"TRAINER.DEAR.LOGIT_SCALE must be > 0 (a fixed scale, MMRL++'s 100.) or 0 (the "
-                              f"checkpoint's logit_scale.exp()), got {c.LOGIT_SCALE}")
+        check_logit_scale("DEAR", c.LOGIT_SCALE)
         if not 0 <= c.BETA <= 1 or not 0 < c.FUSION_CLS_INIT < 1:
             raise ConfigError("TRAINER.DEAR.BETA must be in [0, 1] and FUSION_CLS_INIT in (0, 1)")
         if not c.ATTR_TOKENS and c.K == 0:
