@@ -16,18 +16,16 @@ NPROC=${NPROC:-1}
 run_job() {
     local dir=$1
     shift
+    local run=(train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@")
     if [ -n "${PRINT_RUNS:-}" ]; then
-        printf '%q ' train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
+        printf '%q ' "${run[@]}"
         echo
-        return 0
-    fi
-    if [ "${NPROC}" -gt 1 ]; then
-        "${PYTHON}" -m torch.distributed.run --standalone --nproc-per-node "${NPROC}" \
-            train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
+    elif [ "${NPROC}" -gt 1 ]; then
+        "${PYTHON}" -m torch.distributed.run --standalone --nproc-per-node "${NPROC}" "${run[@]}"
     elif [ -n "${PROMPTLAB_WORKER:-}" ]; then  # a warm worker the sweep started (engine/warm): same run, no start-up
-        "${PYTHON}" -m engine.warm.client train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
+        "${PYTHON}" -m engine.warm.client "${run[@]}"
     else
-        "${PYTHON}" train.py --root "${DATA}" --output-dir "${dir}" --skip-finished "$@"
+        "${PYTHON}" "${run[@]}"
     fi
 }
 
@@ -46,6 +44,12 @@ trained_epoch() {
     else
         max_epoch "$2"
     fi
+}
+
+# imagenet_or DATASET CFG: the ImageNet config (vit_b16_imagenet, MMRL's batch and epochs) for
+# imagenet, else CFG.
+imagenet_or() {
+    if [ "$1" = imagenet ]; then echo vit_b16_imagenet; else echo "$2"; fi
 }
 
 # script_args TRAINER DEFAULT_CFG ARGS...: what a method script gets after its positional

@@ -10,6 +10,6 @@ source scripts/common.sh
 DATASET=$1
 SEED=$2
 shift 2
-script_args DeAR "$([ "${DATASET}" = imagenet ] && echo vit_b16_imagenet || echo vit_b16)" "$@"
+script_args DeAR "$(imagenet_or "${DATASET}" vit_b16)" "$@"
 base2new_test DeAR "${CFG}" "${DATASET}" "${SEED}" \
     TRAINER.DEAR.ROLE_MAP "$(base2new_dir train_base DeAR "${CFG}" "${DATASET}" "${SEED}")/role_map.json" "${OPTS[@]}"

@@ -14,5 +14,5 @@ source scripts/common.sh
 DATASET=$1
 SEED=$2
 shift 2
-script_args DeAR "$([ "${DATASET}" = imagenet ] && echo vit_b16_imagenet || echo vit_b16)" "$@"
+script_args DeAR "$(imagenet_or "${DATASET}" vit_b16)" "$@"
 base2new_train DeAR "${CFG}" "${DATASET}" "${SEED}" "${OPTS[@]}"

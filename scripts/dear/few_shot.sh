@@ -8,7 +8,7 @@ source scripts/common.sh
 DATASET=$1
 SEED=$2
 shift 2
-script_args DeAR "$([ "${DATASET}" = imagenet ] && echo vit_b16_imagenet || echo vit_b16_few_shot)" "$@"
+script_args DeAR "$(imagenet_or "${DATASET}" vit_b16_few_shot)" "$@"
 for SHOTS in ${SHOTS_LIST:-1 2 4 8 16}; do
     few_shot DeAR "${CFG}" "${DATASET}" "${SEED}" TASK FS "${OPTS[@]}"
 done

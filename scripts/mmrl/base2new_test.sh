@@ -8,5 +8,5 @@ source scripts/common.sh
 DATASET=$1
 SEED=$2
 shift 2
-script_args MMRL "$([ "${DATASET}" = imagenet ] && echo vit_b16_imagenet || echo vit_b16)" "$@"
+script_args MMRL "$(imagenet_or "${DATASET}" vit_b16)" "$@"
 base2new_test MMRL "${CFG}" "${DATASET}" "${SEED}" TASK B2N "${OPTS[@]}"
